@@ -1,0 +1,65 @@
+/** The proxy's whole configuration: plain data, built once at start and handed in. */
+import type { ToggleValues } from "../policy/env-policy.js";
+
+export type ListenerSpec =
+  | { readonly kind: "tcp"; readonly host: string; readonly port: number }
+  | {
+      readonly kind: "unix";
+      readonly path: string;
+      readonly mode: number;
+      readonly uid?: number;
+      readonly gid?: number;
+    };
+
+export interface TlsFiles {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  /** Verify the daemon's certificate against `ca` (DOCKER_TLS_VERIFY). */
+  readonly verify: boolean;
+}
+
+export type UpstreamSpec =
+  | { readonly kind: "unix"; readonly socketPath: string }
+  | { readonly kind: "tcp"; readonly host: string; readonly port: number; readonly tls?: TlsFiles };
+
+export interface Limits {
+  /** Largest request head (request line + headers) in bytes; larger gets 431. */
+  readonly maxHeaderBytes: number;
+  /** Time a client has to send a complete request head (slowloris guard). */
+  readonly headersTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this long. */
+  readonly keepAliveTimeoutMs: number;
+  /** Largest request body read before a hijack (exec start's JSON); larger gets 413. */
+  readonly hijackBodyMaxBytes: number;
+}
+
+export interface ProxyConfig {
+  readonly listeners: readonly ListenerSpec[];
+  readonly upstream: UpstreamSpec;
+  readonly toggles: ToggleValues;
+  /** pino level name. */
+  readonly logLevel: string;
+  readonly limits: Limits;
+  /** Time open streams get to end on SIGTERM before the process exits. */
+  readonly shutdownGraceMs: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 60_000,
+  hijackBodyMaxBytes: 1024 * 1024,
+};
+
+export function describeListener(l: ListenerSpec): string {
+  return l.kind === "tcp"
+    ? `tcp://${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}`
+    : `unix://${l.path} (mode ${l.mode.toString(8).padStart(4, "0")})`;
+}
+
+export function describeUpstream(u: UpstreamSpec): string {
+  if (u.kind === "unix") return `unix://${u.socketPath}`;
+  const tls = u.tls ? (u.tls.verify ? " (TLS, verified)" : " (TLS, not verified)") : "";
+  return `tcp://${u.host}:${u.port}${tls}`;
+}

@@ -1,0 +1,138 @@
+/**
+ * Builds the ProxyConfig from the environment (the anchors' toggles plus PORTCULLIS_* settings) and
+ * command-line overrides. Every invalid value stops start-up with its name, value and what is accepted.
+ */
+import { ACTION_TOGGLES, ALL_TOGGLE_NAMES, POST_TOGGLE, SECTION_TOGGLES } from "../policy/toggles.js";
+import { parseListener, parseUpstream } from "./addresses.js";
+import { ACCEPTED_BOOLEANS, parseBoolean } from "./booleans.js";
+import { DEFAULT_LIMITS, type Limits, type ListenerSpec, type ProxyConfig } from "./config.js";
+import { ConfigError } from "./errors.js";
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Settings given on the command line; each wins over its environment variable. */
+export interface CliOverrides {
+  readonly listen?: readonly string[];
+  readonly upstream?: string;
+  readonly logLevel?: string;
+}
+
+export const DEFAULT_SOCKET_PATH = "/var/run/docker.sock";
+export const DEFAULT_PORT = 2375;
+
+/** HAProxy's syslog levels (the anchors' LOG_LEVEL) and pino's own names, mapped to pino. */
+const LOG_LEVELS: Readonly<Record<string, string>> = {
+  debug: "debug",
+  info: "info",
+  notice: "info",
+  warning: "warn",
+  err: "error",
+  crit: "fatal",
+  alert: "fatal",
+  emerg: "fatal",
+  trace: "trace",
+  warn: "warn",
+  error: "error",
+  fatal: "fatal",
+  silent: "silent",
+};
+
+export function readBoolean(env: Env, name: string): boolean | undefined {
+  const parsed = parseBoolean(env[name]);
+  if (!parsed.ok) throw new ConfigError(name, env[name] ?? "", ACCEPTED_BOOLEANS);
+  return parsed.value;
+}
+
+export function readToggles(env: Env): Record<string, boolean> {
+  const toggles: Record<string, boolean> = {};
+  for (const t of SECTION_TOGGLES) toggles[t.name] = readBoolean(env, t.name) ?? t.defaultOn;
+  toggles[POST_TOGGLE] = readBoolean(env, POST_TOGGLE) ?? false;
+  for (const a of ACTION_TOGGLES) toggles[a.name] = readBoolean(env, a.name) ?? false;
+  return toggles;
+}
+
+function readInteger(env: Env, name: string, fallback: number, min: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  if (!/^[0-9]+$/.test(raw.trim()) || Number.parseInt(raw, 10) < min) {
+    throw new ConfigError(name, raw, `an integer >= ${min}`);
+  }
+  return Number.parseInt(raw, 10);
+}
+
+function readLimits(env: Env): Limits {
+  return {
+    maxHeaderBytes: readInteger(env, "PORTCULLIS_MAX_HEADER_BYTES", DEFAULT_LIMITS.maxHeaderBytes, 1024),
+    headersTimeoutMs: readInteger(
+      env,
+      "PORTCULLIS_HEADERS_TIMEOUT_MS",
+      DEFAULT_LIMITS.headersTimeoutMs,
+      1000,
+    ),
+    keepAliveTimeoutMs: readInteger(
+      env,
+      "PORTCULLIS_KEEPALIVE_TIMEOUT_MS",
+      DEFAULT_LIMITS.keepAliveTimeoutMs,
+      1000,
+    ),
+    hijackBodyMaxBytes: readInteger(
+      env,
+      "PORTCULLIS_HIJACK_BODY_MAX_BYTES",
+      DEFAULT_LIMITS.hijackBodyMaxBytes,
+      1024,
+    ),
+  };
+}
+
+function readListeners(env: Env, cli: CliOverrides): ListenerSpec[] {
+  if (cli.listen && cli.listen.length > 0) return cli.listen.map((l) => parseListener("--listen", l));
+  const raw = env.PORTCULLIS_LISTEN;
+  if (raw !== undefined && raw.trim() !== "") {
+    return raw
+      .split(",")
+      .filter((s) => s.trim() !== "")
+      .map((l) => parseListener("PORTCULLIS_LISTEN", l));
+  }
+  // The anchors' bind: dual-stack [::]:2375, or IPv4 only with DISABLE_IPV6.
+  const ipv4Only = readBoolean(env, "DISABLE_IPV6") ?? false;
+  return [{ kind: "tcp", host: ipv4Only ? "0.0.0.0" : "::", port: DEFAULT_PORT }];
+}
+
+function readLogLevel(env: Env, cli: CliOverrides): string {
+  const [setting, raw] =
+    cli.logLevel !== undefined ? ["--log-level", cli.logLevel] : ["LOG_LEVEL", env.LOG_LEVEL];
+  if (raw === undefined || raw.trim() === "") return "info";
+  const level = LOG_LEVELS[raw.trim().toLowerCase()];
+  if (level === undefined)
+    throw new ConfigError(setting, raw, `one of ${Object.keys(LOG_LEVELS).join(", ")}`);
+  return level;
+}
+
+function readUpstream(env: Env, cli: CliOverrides) {
+  const tlsEnv = { tlsVerify: env.DOCKER_TLS_VERIFY, certPath: env.DOCKER_CERT_PATH, home: env.HOME };
+  if (cli.upstream !== undefined) return parseUpstream("--upstream", cli.upstream, tlsEnv);
+  const socketPath = env.SOCKET_PATH?.trim() || undefined;
+  const dockerHost = env.DOCKER_HOST?.trim() || undefined;
+  if (socketPath !== undefined && dockerHost !== undefined) {
+    throw new ConfigError(
+      "SOCKET_PATH",
+      socketPath,
+      `only one of SOCKET_PATH and DOCKER_HOST (DOCKER_HOST=${JSON.stringify(dockerHost)} is set too)`,
+    );
+  }
+  if (dockerHost !== undefined) return parseUpstream("DOCKER_HOST", dockerHost, tlsEnv);
+  return parseUpstream("SOCKET_PATH", socketPath ?? DEFAULT_SOCKET_PATH, tlsEnv);
+}
+
+export function loadConfig(env: Env, cli: CliOverrides = {}): ProxyConfig {
+  return {
+    listeners: readListeners(env, cli),
+    upstream: readUpstream(env, cli),
+    toggles: readToggles(env),
+    logLevel: readLogLevel(env, cli),
+    limits: readLimits(env),
+    shutdownGraceMs: readInteger(env, "PORTCULLIS_SHUTDOWN_GRACE_MS", 1500, 0),
+  };
+}
+
+export { ALL_TOGGLE_NAMES };

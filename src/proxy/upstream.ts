@@ -1,0 +1,64 @@
+/** The Docker daemon end: a keep-alive pool for ordinary requests and fresh sockets for hijacks. */
+import { readFileSync } from "node:fs";
+import net from "node:net";
+import tls from "node:tls";
+import { Pool } from "undici";
+import { describeUpstream, type UpstreamSpec } from "../config/config.js";
+
+export interface Upstream {
+  readonly pool: Pool;
+  readonly description: string;
+  /** A new dedicated connection (never pooled): for hijacked and upgraded requests. */
+  connect(): net.Socket;
+  close(): Promise<void>;
+}
+
+function tlsOptions(spec: Extract<UpstreamSpec, { kind: "tcp" }>): tls.ConnectionOptions | undefined {
+  if (!spec.tls) return undefined;
+  const read = (p: string | undefined) => {
+    if (p === undefined) return undefined;
+    try {
+      return readFileSync(p);
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    ca: read(spec.tls.ca),
+    cert: read(spec.tls.cert),
+    key: read(spec.tls.key),
+    rejectUnauthorized: spec.tls.verify,
+    servername: net.isIP(spec.host) ? undefined : spec.host,
+  };
+}
+
+export function createUpstream(spec: UpstreamSpec, connections = 128): Upstream {
+  const tlsOpts = spec.kind === "tcp" ? tlsOptions(spec) : undefined;
+  const origin =
+    spec.kind === "unix"
+      ? "http://localhost"
+      : `${tlsOpts ? "https" : "http"}://${spec.host.includes(":") ? `[${spec.host}]` : spec.host}:${spec.port}`;
+  const pool = new Pool(origin, {
+    connections,
+    pipelining: 1,
+    // Streams (events, logs -f, wait, pulls) may be silent for hours: the daemon is trusted to end them.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    keepAliveTimeout: 30_000,
+    ...(spec.kind === "unix" ? { socketPath: spec.socketPath } : {}),
+    ...(tlsOpts ? { connect: tlsOpts } : {}),
+  });
+  return {
+    pool,
+    description: describeUpstream(spec),
+    connect() {
+      const options = { allowHalfOpen: true };
+      if (spec.kind === "unix") return net.connect({ path: spec.socketPath, ...options });
+      if (tlsOpts) return tls.connect({ host: spec.host, port: spec.port, ...tlsOpts, ...options });
+      return net.connect({ host: spec.host, port: spec.port, ...options });
+    },
+    async close() {
+      await pool.destroy();
+    },
+  };
+}

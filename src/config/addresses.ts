@@ -49,7 +49,7 @@ function parseHostPort(s: string): { host: string; port: number } | null {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:/[\]]+)):([0-9]{1,5})\/?$/.exec(s);
   if (m === null) return null;
   const port = Number.parseInt(m[3] as string, 10);
-  if (port < 1 || port > 65535) return null;
+  if (port > 65535) return null;
   return { host: (m[1] ?? m[2]) as string, port };
 }
 

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/env.js";
 import { ConfigError } from "../config/errors.js";
+import { toggleTableMarkdown } from "../policy/toggle-table.js";
 import { ROUTES } from "../routing/route-table.generated.js";
 import { healthcheck } from "./healthcheck.js";
 import { operationsTable } from "./operations.js";
@@ -15,6 +16,7 @@ Usage:
   portcullis [serve] [--listen URL]... [--upstream URL] [--log-level LEVEL]
   portcullis healthcheck [--listen URL]
   portcullis operations [--json]
+  portcullis toggles
   portcullis --help | --version
 
 serve (default)
@@ -43,6 +45,9 @@ healthcheck
 
 operations
   Lists every Docker API operation portcullis knows: name, method, path, section, kind.
+
+toggles
+  Prints, as a Markdown table, which operations each environment toggle allows.
 `;
 
 function version(): string {
@@ -96,9 +101,12 @@ async function main(argv: string[]): Promise<number> {
     case "operations":
       process.stdout.write(values.json ? `${JSON.stringify(ROUTES, null, 2)}\n` : operationsTable(ROUTES));
       return 0;
+    case "toggles":
+      process.stdout.write(toggleTableMarkdown(ROUTES));
+      return 0;
     default:
       process.stderr.write(
-        `portcullis: unknown command ${JSON.stringify(command)}; expected serve, healthcheck or operations (see --help)\n`,
+        `portcullis: unknown command ${JSON.stringify(command)}; expected serve, healthcheck, operations or toggles (see --help)\n`,
       );
       return 2;
   }

@@ -9,7 +9,12 @@ import { describeWithDockerd } from "../helpers/dockerd.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
 
 /** A describe block with its own proxy configured by `env`, in front of `socketPath`. */
-function withProxy(name: string, socketPath: () => string, env: Record<string, string>, body: (proxy: () => TestProxy) => void) {
+function withProxy(
+  name: string,
+  socketPath: () => string,
+  env: Record<string, string>,
+  body: (proxy: () => TestProxy) => void,
+) {
   describe(name, () => {
     let proxy: TestProxy | undefined;
     before(async () => {
@@ -28,7 +33,16 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
   const image = engine.image;
   const sock = () => engine.socketPath;
   // A long-running container to read, exec into and attach to, created behind the proxy's back.
-  const created = await runDocker(direct, ["run", "-d", "--name", "sleeper", image, "sh", "-c", "echo ready; sleep 600"]);
+  const created = await runDocker(direct, [
+    "run",
+    "-d",
+    "--name",
+    "sleeper",
+    image,
+    "sh",
+    "-c",
+    "echo ready; sleep 600",
+  ]);
   assert.equal(created.code, 0, created.stderr);
 
   withProxy("with the default toggles", sock, {}, (proxy) => {
@@ -39,7 +53,13 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
     });
 
     it("streams docker events", async () => {
-      const events = startDocker(proxy().host, ["events", "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}}"]);
+      const events = startDocker(proxy().host, [
+        "events",
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+      ]);
       try {
         await new Promise((r) => setTimeout(r, 500));
         assert.equal((await runDocker(direct, ["network", "create", "evnet"])).code, 0);
@@ -107,7 +127,10 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
     });
 
     it("attaches to a running container", async () => {
-      assert.equal((await runDocker(direct, ["run", "-d", "-i", "--name", "attachee", image, "cat"])).code, 0);
+      assert.equal(
+        (await runDocker(direct, ["run", "-d", "-i", "--name", "attachee", image, "cat"])).code,
+        0,
+      );
       // docker attach keeps running after stdin's EOF (also without a proxy): read the echo, then stop it.
       const attach = startDocker(proxy().host, ["attach", "--sig-proxy=false", "attachee"]);
       // Keep stdin open (an early EOF races the attach); write until cat echoes, bounded.
@@ -124,7 +147,18 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
 
     it("follows logs as they are written", async () => {
       assert.equal(
-        (await runDocker(direct, ["run", "-d", "--name", "ticker", image, "sh", "-c", "i=0; while [ $i -lt 100 ]; do echo tick$i; i=$((i+1)); sleep 0.2; done"])).code,
+        (
+          await runDocker(direct, [
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            image,
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 100 ]; do echo tick$i; i=$((i+1)); sleep 0.2; done",
+          ])
+        ).code,
         0,
       );
       const follow = startDocker(proxy().host, ["logs", "-f", "ticker"]);
@@ -137,7 +171,10 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
     });
 
     it("stops and removes containers", async () => {
-      assert.equal((await runDocker(direct, ["run", "-d", "--name", "victim", image, "sleep", "600"])).code, 0);
+      assert.equal(
+        (await runDocker(direct, ["run", "-d", "--name", "victim", image, "sleep", "600"])).code,
+        0,
+      );
       const stop = await runDocker(proxy().host, ["stop", "-t", "1", "victim"]);
       assert.equal(stop.code, 0, stop.stderr);
       const rm = await runDocker(proxy().host, ["rm", "victim"]);
@@ -158,32 +195,55 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
     });
   });
 
-  withProxy("with SERVICES=1 TASKS=1 NETWORKS=1 (the Traefik-on-workers pattern)", sock, { SERVICES: "1", TASKS: "1", NETWORKS: "1" }, (proxy) => {
-    before(async () => {
-      const r = await runDocker(direct, ["service", "create", "--detach", "--name", "web", image, "sleep", "600"]);
-      assert.equal(r.code, 0, r.stderr);
-    });
-    after(() => runDocker(direct, ["service", "rm", "web"]));
+  withProxy(
+    "with SERVICES=1 TASKS=1 NETWORKS=1 (the Traefik-on-workers pattern)",
+    sock,
+    { SERVICES: "1", TASKS: "1", NETWORKS: "1" },
+    (proxy) => {
+      before(async () => {
+        const r = await runDocker(direct, [
+          "service",
+          "create",
+          "--detach",
+          "--name",
+          "web",
+          image,
+          "sleep",
+          "600",
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+      });
+      after(() => runDocker(direct, ["service", "rm", "web"]));
 
-    it("lists services, tasks and networks", async () => {
-      const ls = await runDocker(proxy().host, ["service", "ls", "--format", "{{.Name}}"]);
-      assert.equal(ls.code, 0, ls.stderr);
-      assert.match(ls.stdout, /web/);
-      const ps = await runDocker(proxy().host, ["service", "ps", "web", "--format", "{{.Name}}"]);
-      assert.equal(ps.code, 0, ps.stderr);
-      assert.match(ps.stdout, /web\.1/);
-      const net = await runDocker(proxy().host, ["network", "ls", "--format", "{{.Name}}"]);
-      assert.equal(net.code, 0, net.stderr);
-      assert.match(net.stdout, /ingress/);
-    });
+      it("lists services, tasks and networks", async () => {
+        const ls = await runDocker(proxy().host, ["service", "ls", "--format", "{{.Name}}"]);
+        assert.equal(ls.code, 0, ls.stderr);
+        assert.match(ls.stdout, /web/);
+        const ps = await runDocker(proxy().host, ["service", "ps", "web", "--format", "{{.Name}}"]);
+        assert.equal(ps.code, 0, ps.stderr);
+        assert.match(ps.stdout, /web\.1/);
+        const net = await runDocker(proxy().host, ["network", "ls", "--format", "{{.Name}}"]);
+        assert.equal(net.code, 0, net.stderr);
+        assert.match(net.stdout, /ingress/);
+      });
 
-    it("denies service create", async () => {
-      const r = await runDocker(proxy().host, ["service", "create", "--detach", "--name", "intruder", image, "sleep", "1"]);
-      assert.ok(denied(r.stderr, "ServiceCreate"), r.stderr);
-      const ls = await runDocker(direct, ["service", "ls", "--format", "{{.Name}}"]);
-      assert.doesNotMatch(ls.stdout, /intruder/);
-    });
-  });
+      it("denies service create", async () => {
+        const r = await runDocker(proxy().host, [
+          "service",
+          "create",
+          "--detach",
+          "--name",
+          "intruder",
+          image,
+          "sleep",
+          "1",
+        ]);
+        assert.ok(denied(r.stderr, "ServiceCreate"), r.stderr);
+        const ls = await runDocker(direct, ["service", "ls", "--format", "{{.Name}}"]);
+        assert.doesNotMatch(ls.stdout, /intruder/);
+      });
+    },
+  );
 
   withProxy(
     "with idle timeouts far shorter than the stream",
@@ -191,7 +251,13 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
     { PORTCULLIS_KEEPALIVE_TIMEOUT_MS: "1000", PORTCULLIS_HEADERS_TIMEOUT_MS: "1000" },
     (proxy) => {
       it("keeps a silent docker events stream open past every timeout", async () => {
-        const events = startDocker(proxy().host, ["events", "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}}"]);
+        const events = startDocker(proxy().host, [
+          "events",
+          "--filter",
+          "type=network",
+          "--format",
+          "{{.Action}} {{.Actor.Attributes.name}}",
+        ]);
         try {
           await new Promise((r) => setTimeout(r, 3500));
           assert.equal((await runDocker(direct, ["network", "create", "latenet"])).code, 0);

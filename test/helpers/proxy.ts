@@ -29,7 +29,12 @@ export async function startProxy(socketPath: string, env: Record<string, string>
       done();
     },
   });
-  const config = loadConfig({ PORTCULLIS_LISTEN: "tcp://127.0.0.1:0", SOCKET_PATH: socketPath, LOG_LEVEL: "debug", ...env });
+  const config = loadConfig({
+    PORTCULLIS_LISTEN: "tcp://127.0.0.1:0",
+    SOCKET_PATH: socketPath,
+    LOG_LEVEL: "debug",
+    ...env,
+  });
   const proxy = await serve(config, createLogger(config.logLevel, sink));
   const address = proxy.addresses[0] as string;
   const port = Number(address.slice(address.lastIndexOf(":") + 1));
@@ -45,7 +50,11 @@ export interface CliProxy {
 }
 
 /** The real `portcullis` process; resolves once it logged its start-up line (or exited). */
-export async function startCli(args: string[], env: Record<string, string>, timeoutMs = 10_000): Promise<CliProxy> {
+export async function startCli(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 10_000,
+): Promise<CliProxy> {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { canonicalTarget, compareApiVersions, goPathUnescape, muxCleanPath } from "../../src/routing/canonical.js";
+import {
+  canonicalTarget,
+  compareApiVersions,
+  goPathUnescape,
+  muxCleanPath,
+} from "../../src/routing/canonical.js";
 
 function routeOf(target: string) {
   const r = canonicalTarget(target);
-  return r.ok ? { path: r.path, routePath: r.routePath, version: r.version, query: r.query } : { refused: r.reason };
+  return r.ok
+    ? { path: r.path, routePath: r.routePath, version: r.version, query: r.query }
+    : { refused: r.reason };
 }
 
 describe("canonicalTarget reads a request-target as dockerd does", () => {
@@ -62,7 +69,13 @@ describe("canonicalTarget reads a request-target as dockerd does", () => {
   });
 
   it("refuses malformed escapes, NUL, control bytes and invalid UTF-8", () => {
-    for (const t of ["/containers/json%zz", "/containers/json%", "/containers/json%00", "/containers/x%0a/json", "/containers/%ff/json"]) {
+    for (const t of [
+      "/containers/json%zz",
+      "/containers/json%",
+      "/containers/json%00",
+      "/containers/x%0a/json",
+      "/containers/%ff/json",
+    ]) {
       assert.ok("refused" in routeOf(t), t);
     }
   });

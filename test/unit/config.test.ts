@@ -12,7 +12,9 @@ describe("loadConfig", () => {
   });
 
   it("binds IPv4 only with DISABLE_IPV6", () => {
-    assert.deepEqual(loadConfig({ DISABLE_IPV6: "1" }).listeners, [{ kind: "tcp", host: "0.0.0.0", port: 2375 }]);
+    assert.deepEqual(loadConfig({ DISABLE_IPV6: "1" }).listeners, [
+      { kind: "tcp", host: "0.0.0.0", port: 2375 },
+    ]);
   });
 
   it("accepts several listeners, unix sockets with mode and owner", () => {
@@ -25,20 +27,30 @@ describe("loadConfig", () => {
   });
 
   it("lets command-line flags win over the environment", () => {
-    const c = loadConfig({ PORTCULLIS_LISTEN: "tcp://127.0.0.1:1", LOG_LEVEL: "debug" }, { listen: ["tcp://[::1]:2"], logLevel: "warning" });
+    const c = loadConfig(
+      { PORTCULLIS_LISTEN: "tcp://127.0.0.1:1", LOG_LEVEL: "debug" },
+      { listen: ["tcp://[::1]:2"], logLevel: "warning" },
+    );
     assert.deepEqual(c.listeners, [{ kind: "tcp", host: "::1", port: 2 }]);
     assert.equal(c.logLevel, "warn");
   });
 
   it("reads DOCKER_HOST with Docker's TLS variables", () => {
-    const c = loadConfig({ DOCKER_HOST: "tcp://10.0.0.1:2376", DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: "/certs" });
+    const c = loadConfig({
+      DOCKER_HOST: "tcp://10.0.0.1:2376",
+      DOCKER_TLS_VERIFY: "1",
+      DOCKER_CERT_PATH: "/certs",
+    });
     assert.deepEqual(c.upstream, {
       kind: "tcp",
       host: "10.0.0.1",
       port: 2376,
       tls: { verify: true, ca: "/certs/ca.pem", cert: "/certs/cert.pem", key: "/certs/key.pem" },
     });
-    assert.deepEqual(loadConfig({ DOCKER_HOST: "unix:///x.sock" }).upstream, { kind: "unix", socketPath: "/x.sock" });
+    assert.deepEqual(loadConfig({ DOCKER_HOST: "unix:///x.sock" }).upstream, {
+      kind: "unix",
+      socketPath: "/x.sock",
+    });
   });
 
   it("refuses SOCKET_PATH and DOCKER_HOST together instead of guessing", () => {
@@ -56,7 +68,10 @@ describe("loadConfig", () => {
     for (const [name, value] of Object.entries(cases)) {
       assert.throws(
         () => loadConfig({ [name]: value }),
-        (e: unknown) => e instanceof ConfigError && e.message.includes(`${name}=${JSON.stringify(value)}`) && /expected/.test(e.message),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          e.message.includes(`${name}=${JSON.stringify(value)}`) &&
+          /expected/.test(e.message),
         name,
       );
     }

@@ -71,7 +71,10 @@ describe("environment toggles grant what the anchors grant", () => {
     const r = gateFor({}).check("POST", "/v1.41/containers/create");
     assert.equal(r.verdict, "deny");
     if (r.verdict === "deny") {
-      assert.equal(r.message, "portcullis denied ContainerCreate (POST /v1.41/containers/create): set CONTAINERS=1 and POST=1 to allow it");
+      assert.equal(
+        r.message,
+        "portcullis denied ContainerCreate (POST /v1.41/containers/create): set CONTAINERS=1 and POST=1 to allow it",
+      );
     }
     const s = gateFor({}).check("POST", "/containers/x/start");
     if (s.verdict === "deny") assert.match(s.message, /or ALLOW_START=1/);

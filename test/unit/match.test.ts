@@ -4,7 +4,8 @@ import { buildRouteIndex, matchRoute } from "../../src/routing/match.js";
 import { ROUTES } from "../../src/routing/route-table.generated.js";
 
 const index = buildRouteIndex(ROUTES);
-const op = (method: string, routePath: string) => matchRoute(index, method, routePath)?.route.operation ?? null;
+const op = (method: string, routePath: string) =>
+  matchRoute(index, method, routePath)?.route.operation ?? null;
 
 describe("matchRoute dispatches like dockerd's gorilla/mux router", () => {
   it("finds the named operation of ordinary routes", () => {

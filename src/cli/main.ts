@@ -1,26 +1,35 @@
 #!/usr/bin/env node
-/** The `portcullis` command: serve (default), healthcheck, operations. */
+/** The `portcullis` command: serve (default), healthcheck, validate, check, test, operations, toggles. */
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { loadConfig } from "../config/env.js";
+import { loadConfig, readPolicyFile } from "../config/env.js";
 import { ConfigError } from "../config/errors.js";
+import { PolicyFileError } from "../config/policy-file.js";
 import { toggleTableMarkdown } from "../policy/toggle-table.js";
 import { ROUTES } from "../routing/route-table.generated.js";
+import { explain, readCaseFile, runCases } from "./check.js";
 import { healthcheck } from "./healthcheck.js";
 import { operationsTable } from "./operations.js";
-import { serveUntilSignalled } from "./serve.js";
+import { policyFor, serveUntilSignalled } from "./serve.js";
 
 const HELP = `portcullis - a default-deny policy gate for the Docker Engine API
 
 Usage:
-  portcullis [serve] [--listen URL]... [--upstream URL] [--log-level LEVEL]
+  portcullis [serve] [--config FILE] [--listen URL]... [--upstream URL] [--log-level LEVEL]
   portcullis healthcheck [--listen URL]
+  portcullis validate FILE
+  portcullis check [--config FILE] [--client NAME] METHOD TARGET
+  portcullis test CASES.yaml [--config FILE]
   portcullis operations [--json]
   portcullis toggles
   portcullis --help | --version
 
 serve (default)
   Listens for Docker API clients and forwards what the policy allows to the daemon.
+  --config FILE     A YAML policy file (env: PORTCULLIS_CONFIG): clients, profiles, rules by
+                    operation name (see docs/policy.md). It replaces the toggles below.
+                    SIGHUP or saving the file reloads it; an invalid file keeps the old policy.
   --listen URL      tcp://HOST:PORT or unix:///PATH[?mode=0660&uid=N&gid=N]; repeatable.
                     Env: PORTCULLIS_LISTEN (comma-separated). Default: tcp://[::]:2375,
                     or tcp://0.0.0.0:2375 with DISABLE_IPV6=1.
@@ -29,22 +38,35 @@ serve (default)
                     Default: unix:///var/run/docker.sock.
   --log-level L     debug, info, notice, warning, err, crit (or pino names). Env: LOG_LEVEL. Default: info.
 
-  What is allowed comes from the Tecnativa-compatible toggles (1/0, true/false, yes/no, on/off):
+  Without a policy file, what is allowed comes from the Tecnativa-compatible toggles
+  (1/0, true/false, yes/no, on/off):
     read access per API section: AUTH BUILD COMMIT CONFIGS CONTAINERS DISTRIBUTION EVENTS(1)
       EXEC GRPC IMAGES INFO NETWORKS NODES PING(1) PLUGINS SECRETS SERVICES SESSION SWARM
       SYSTEM TASKS VERSION(1) VOLUMES          (1) = on by default
     POST=1          writes (POST, PUT, DELETE) on the enabled sections
     ALLOW_START ALLOW_STOP ALLOW_RESTARTS ALLOW_PAUSE ALLOW_UNPAUSE
                     those container actions alone, without POST or CONTAINERS
-  Everything else is denied with a Docker-format 403 naming the operation and the toggle.
+  Everything else is denied with a Docker-format 403 naming the operation and what would allow it.
   Limits: PORTCULLIS_MAX_HEADER_BYTES, PORTCULLIS_HEADERS_TIMEOUT_MS, PORTCULLIS_KEEPALIVE_TIMEOUT_MS,
   PORTCULLIS_HIJACK_BODY_MAX_BYTES, PORTCULLIS_SHUTDOWN_GRACE_MS (see docs/configuration.md).
 
 healthcheck
   GET /_ping through the proxy's first listener; exit 0 if the daemon answers 200, else 1.
 
+validate FILE
+  Loads a policy file; prints every problem as FILE:LINE:COLUMN: message. Exit 0 when valid.
+
+check [--config FILE] [--client NAME] METHOD TARGET
+  The decision for one request, offline: operation, risk classes, client and profile, the rule
+  that decided (with its line) and the smallest rule that would change it. Without --config, the
+  toggles in the environment decide. Exit 0 when allowed, 1 when not.
+
+test CASES.yaml [--config FILE]
+  Runs a table of requests and expected decisions (allow, deny, refuse, not-found, audit); prints
+  one line per case and "N passed, M failed". Exit 1 on any failure. For CI.
+
 operations
-  Lists every Docker API operation portcullis knows: name, method, path, section, kind.
+  Lists every Docker API operation portcullis knows: name, method, path, section, kind, risk classes.
 
 toggles
   Prints, as a Markdown table, which operations each environment toggle allows.
@@ -57,11 +79,15 @@ function version(): string {
   return pkg.version;
 }
 
+const out = (s: string) => process.stdout.write(s.endsWith("\n") ? s : `${s}\n`);
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
+      config: { type: "string" },
+      client: { type: "string" },
       listen: { type: "string", multiple: true },
       upstream: { type: "string" },
       "log-level": { type: "string" },
@@ -75,11 +101,12 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.version) {
-    process.stdout.write(`${version()}\n`);
+    out(version());
     return 0;
   }
-  const command = positionals[0] ?? "serve";
+  const [command = "serve", ...args] = positionals;
   const cli = {
+    ...(values.config !== undefined ? { config: values.config } : {}),
     ...(values.listen ? { listen: values.listen } : {}),
     ...(values.upstream !== undefined ? { upstream: values.upstream } : {}),
     ...(values["log-level"] !== undefined ? { logLevel: values["log-level"] } : {}),
@@ -98,15 +125,55 @@ async function main(argv: string[]): Promise<number> {
       );
       return result.ok ? 0 : 1;
     }
+    case "validate": {
+      const file = args[0] ?? values.config;
+      if (file === undefined)
+        throw new ConfigError("validate", "", "a policy file path: portcullis validate FILE");
+      const loaded = readPolicyFile({}, { config: file });
+      const data = loaded?.data;
+      const rules = [...(loaded?.rules.values() ?? [])].reduce((n, r) => n + r.length, 0);
+      out(
+        `${file}: valid (version ${loaded?.version}): ${Object.keys(data?.profiles ?? {}).length} profiles, ${data?.clients.length ?? 0} clients, ${rules} rules`,
+      );
+      return 0;
+    }
+    case "check": {
+      const [method, target] = args;
+      if (method === undefined || target === undefined) {
+        throw new ConfigError(
+          "check",
+          args.join(" "),
+          "METHOD TARGET, e.g. portcullis check GET /v1.41/containers/json",
+        );
+      }
+      const config = loadConfig(process.env, { ...cli, listen: ["tcp://127.0.0.1:0"] });
+      const e = explain(policyFor(config, process.env), values.client, method, target);
+      out(e.lines.join("\n"));
+      return e.decision === "allow" ? 0 : 1;
+    }
+    case "test": {
+      const file = args[0];
+      if (file === undefined) throw new ConfigError("test", "", "a cases file: portcullis test CASES.yaml");
+      const cases = readCaseFile(file);
+      const configPath = values.config ?? (cases.config ? resolve(cases.baseDir, cases.config) : undefined);
+      const config = loadConfig(process.env, {
+        ...cli,
+        ...(configPath ? { config: configPath } : {}),
+        listen: ["tcp://127.0.0.1:0"],
+      });
+      const { passed, failed, report } = runCases(policyFor(config, process.env), cases.cases);
+      out([...report, `${passed} passed, ${failed} failed`].join("\n"));
+      return failed === 0 ? 0 : 1;
+    }
     case "operations":
-      process.stdout.write(values.json ? `${JSON.stringify(ROUTES, null, 2)}\n` : operationsTable(ROUTES));
+      out(values.json ? JSON.stringify(ROUTES, null, 2) : operationsTable(ROUTES));
       return 0;
     case "toggles":
       process.stdout.write(toggleTableMarkdown(ROUTES));
       return 0;
     default:
       process.stderr.write(
-        `portcullis: unknown command ${JSON.stringify(command)}; expected serve, healthcheck, operations or toggles (see --help)\n`,
+        `portcullis: unknown command ${JSON.stringify(command)}; expected serve, healthcheck, validate, check, test, operations or toggles (see --help)\n`,
       );
       return 2;
   }
@@ -117,12 +184,15 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (error: unknown) => {
-    if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      process.stderr.write(`portcullis: ${(error as Error).message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    process.stderr.write(`portcullis: ${(error as Error).stack ?? String(error)}\n`);
-    process.exitCode = 1;
+    const known =
+      error instanceof ConfigError ||
+      error instanceof PolicyFileError ||
+      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    process.stderr.write(
+      known
+        ? `portcullis: ${(error as Error).message}\n`
+        : `portcullis: ${(error as Error).stack ?? String(error)}\n`,
+    );
+    process.exitCode = known ? 2 : 1;
   },
 );

@@ -1,39 +1,101 @@
-/** `portcullis serve`: builds everything from the config once, starts the listeners, handles signals. */
+/** `portcullis serve`: builds everything from the config once, starts the listeners, handles signals and reloads. */
 import { describeListener, type ProxyConfig } from "../config/config.js";
+import { type Env, readPolicyFile } from "../config/env.js";
+import { watchFile } from "../config/watch.js";
 import { createLogger, type Logger } from "../observe/logger.js";
 import { envPolicy } from "../policy/env-policy.js";
-import { createGate } from "../proxy/gate.js";
+import { filePolicy } from "../policy/file-policy.js";
+import type { Policy } from "../policy/policy.js";
+import { ALL_TOGGLE_NAMES } from "../policy/toggles.js";
+import { createGate, type PolicyHolder } from "../proxy/gate.js";
 import { type RunningProxy, startProxy } from "../proxy/server.js";
 import { createUpstream } from "../proxy/upstream.js";
 import { buildRouteIndex } from "../routing/match.js";
 import { ROUTES } from "../routing/route-table.generated.js";
 
+export interface Serving extends RunningProxy {
+  /** Re-reads the policy file; an invalid one keeps the running policy. Resolves true when swapped. */
+  reload(): boolean;
+  readonly policy: () => Policy;
+}
+
+export function policyFor(config: ProxyConfig, env: Env): Policy {
+  return config.policyFile ? filePolicy(config.policyFile, ROUTES, env) : envPolicy(ROUTES, config.toggles);
+}
+
 export async function serve(
   config: ProxyConfig,
   logger: Logger = createLogger(config.logLevel),
-): Promise<RunningProxy> {
-  const policy = envPolicy(ROUTES, config.toggles);
-  const gate = createGate(buildRouteIndex(ROUTES), policy);
+  env: Env = process.env,
+): Promise<Serving> {
+  const holder: PolicyHolder = { current: policyFor(config, env) };
+  const gate = createGate(buildRouteIndex(ROUTES), holder);
   const upstream = createUpstream(config.upstream);
   const proxy = await startProxy({ config, gate, upstream, logger });
+  const policy = holder.current;
   logger.info(
     {
       listeners: proxy.addresses,
       upstream: upstream.description,
       allow: policy.summary,
-      source: "environment toggles",
+      source: policy.origin,
+      policy: policy.version,
     },
-    `portcullis listening on ${proxy.addresses.join(", ")} -> ${upstream.description}; allowed: ${
-      policy.summary.length > 0 ? policy.summary.join(" ") : "nothing"
-    }`,
+    `portcullis listening on ${proxy.addresses.join(", ")} -> ${upstream.description}; ${
+      config.policyFile ? `policy ${policy.origin} (${policy.version}): ` : "allowed: "
+    }${policy.summary.length > 0 ? policy.summary.join(" ") : "nothing"}`,
   );
-  return proxy;
+  if (config.policyFile) {
+    const ignored = ALL_TOGGLE_NAMES.filter((t) => (env[t] ?? "").trim() !== "");
+    if (ignored.length > 0) {
+      logger.warn(
+        { ignored },
+        `the policy file decides: environment toggles ${ignored.join(", ")} are ignored`,
+      );
+    }
+  }
+  const reload = (): boolean => {
+    const path = config.policyFile?.path;
+    if (path === undefined) return false;
+    try {
+      const loaded = readPolicyFile({}, { config: path });
+      if (loaded === undefined) return false;
+      const next = filePolicy(loaded, ROUTES, env);
+      if (JSON.stringify(loaded.data.listeners) !== JSON.stringify(config.policyFile?.data.listeners)) {
+        logger.warn("listener changes in the policy file take effect at the next restart");
+      }
+      if (next.version === holder.current.version) return false;
+      const previous = holder.current.version;
+      holder.current = next;
+      logger.info(
+        { policy: next.version, previous },
+        `policy reloaded from ${path}: version ${next.version}`,
+      );
+      return true;
+    } catch (error) {
+      logger.error(
+        { policy: holder.current.version },
+        `policy reload failed, keeping version ${holder.current.version}: ${(error as Error).message}`,
+      );
+      return false;
+    }
+  };
+  const unwatch = config.policyFile ? watchFile(config.policyFile.path, reload) : () => {};
+  return {
+    ...proxy,
+    reload,
+    policy: () => holder.current,
+    close: async (graceMs?: number) => {
+      unwatch();
+      await proxy.close(graceMs);
+    },
+  };
 }
 
-/** Runs until SIGTERM/SIGINT, then closes within the configured grace period. */
+/** Runs until SIGTERM/SIGINT, then closes within the configured grace period; SIGHUP reloads the policy. */
 export async function serveUntilSignalled(config: ProxyConfig): Promise<void> {
   const logger = createLogger(config.logLevel);
-  let proxy: RunningProxy;
+  let proxy: Serving;
   try {
     proxy = await serve(config, logger);
   } catch (error) {
@@ -43,6 +105,7 @@ export async function serveUntilSignalled(config: ProxyConfig): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  process.on("SIGHUP", () => proxy.reload());
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

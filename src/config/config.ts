@@ -1,7 +1,15 @@
 /** The proxy's whole configuration: plain data, built once at start and handed in. */
 import type { ToggleValues } from "../policy/env-policy.js";
+import type { LoadedPolicyFile } from "./policy-file.js";
 
-export type ListenerSpec =
+/** Certificate files of a TLS listener; with `clientCa`, clients must present a certificate it signed. */
+export interface ListenerTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly clientCa?: string;
+}
+
+export type ListenerSpec = (
   | { readonly kind: "tcp"; readonly host: string; readonly port: number }
   | {
       readonly kind: "unix";
@@ -9,7 +17,12 @@ export type ListenerSpec =
       readonly mode: number;
       readonly uid?: number;
       readonly gid?: number;
-    };
+    }
+) & {
+  /** Name clients can be recognised by (policy file `match.listener`). */
+  readonly name?: string;
+  readonly tls?: ListenerTls;
+};
 
 export interface TlsFiles {
   readonly ca?: string;
@@ -36,6 +49,8 @@ export interface Limits {
 
 export interface ProxyConfig {
   readonly listeners: readonly ListenerSpec[];
+  /** The validated policy file (PORTCULLIS_CONFIG / --config); without it the toggles decide. */
+  readonly policyFile?: LoadedPolicyFile;
   readonly upstream: UpstreamSpec;
   readonly toggles: ToggleValues;
   /** pino level name. */
@@ -53,9 +68,11 @@ export const DEFAULT_LIMITS: Limits = {
 };
 
 export function describeListener(l: ListenerSpec): string {
-  return l.kind === "tcp"
-    ? `tcp://${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}`
-    : `unix://${l.path} (mode ${l.mode.toString(8).padStart(4, "0")})`;
+  const address =
+    l.kind === "tcp"
+      ? `${l.tls ? "tls" : "tcp"}://${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}`
+      : `unix://${l.path}`;
+  return l.name ? `${l.name}=${address}` : address;
 }
 
 export function describeUpstream(u: UpstreamSpec): string {

@@ -3,15 +3,18 @@
  * command-line overrides. Every invalid value stops start-up with its name, value and what is accepted.
  */
 import { ACTION_TOGGLES, ALL_TOGGLE_NAMES, POST_TOGGLE, SECTION_TOGGLES } from "../policy/toggles.js";
+import { ROUTES } from "../routing/route-table.generated.js";
 import { parseListener, parseUpstream } from "./addresses.js";
 import { ACCEPTED_BOOLEANS, parseBoolean } from "./booleans.js";
 import { DEFAULT_LIMITS, type Limits, type ListenerSpec, type ProxyConfig } from "./config.js";
 import { ConfigError } from "./errors.js";
+import { type LoadedPolicyFile, loadPolicyFile } from "./policy-file.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Settings given on the command line; each wins over its environment variable. */
 export interface CliOverrides {
+  readonly config?: string;
   readonly listen?: readonly string[];
   readonly upstream?: string;
   readonly logLevel?: string;
@@ -84,7 +87,36 @@ function readLimits(env: Env): Limits {
   };
 }
 
-function readListeners(env: Env, cli: CliOverrides): ListenerSpec[] {
+function readListeners(env: Env, cli: CliOverrides, file: LoadedPolicyFile | undefined): ListenerSpec[] {
+  const fromFile = file?.data.listeners;
+  if (fromFile !== undefined) {
+    const other =
+      cli.listen && cli.listen.length > 0
+        ? "--listen"
+        : env.PORTCULLIS_LISTEN?.trim()
+          ? "PORTCULLIS_LISTEN"
+          : undefined;
+    if (other !== undefined) {
+      throw new ConfigError(
+        other,
+        cli.listen?.join(",") ?? env.PORTCULLIS_LISTEN ?? "",
+        `nothing: ${file?.path} defines the listeners`,
+      );
+    }
+    return fromFile.map((l, i) => ({
+      ...parseListener(`listeners[${i}].address`, l.address),
+      name: l.name,
+      ...(l.tls
+        ? {
+            tls: {
+              cert: l.tls.cert,
+              key: l.tls.key,
+              ...(l.tls.client_ca ? { clientCa: l.tls.client_ca } : {}),
+            },
+          }
+        : {}),
+    }));
+  }
   if (cli.listen && cli.listen.length > 0) return cli.listen.map((l) => parseListener("--listen", l));
   const raw = env.PORTCULLIS_LISTEN;
   if (raw !== undefined && raw.trim() !== "") {
@@ -124,9 +156,17 @@ function readUpstream(env: Env, cli: CliOverrides) {
   return parseUpstream("SOCKET_PATH", socketPath ?? DEFAULT_SOCKET_PATH, tlsEnv);
 }
 
+/** The policy file named by --config or PORTCULLIS_CONFIG, validated; undefined when none is named. */
+export function readPolicyFile(env: Env, cli: CliOverrides): LoadedPolicyFile | undefined {
+  const path = cli.config ?? (env.PORTCULLIS_CONFIG?.trim() || undefined);
+  return path === undefined ? undefined : loadPolicyFile(path, ROUTES);
+}
+
 export function loadConfig(env: Env, cli: CliOverrides = {}): ProxyConfig {
+  const policyFile = readPolicyFile(env, cli);
   return {
-    listeners: readListeners(env, cli),
+    ...(policyFile ? { policyFile } : {}),
+    listeners: readListeners(env, cli, policyFile),
     upstream: readUpstream(env, cli),
     toggles: readToggles(env),
     logLevel: readLogLevel(env, cli),

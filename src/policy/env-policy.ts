@@ -1,19 +1,15 @@
 /**
- * The anchor-compatible policy built from environment toggles. Every operation's decision is
- * computed once at start; the hot path is one map lookup.
+ * The anchor-compatible policy built from environment toggles: one profile for every client. Each
+ * operation's decision is computed once at start; the hot path is one map lookup.
  */
+import { createHash } from "node:crypto";
 import type { RouteDef } from "../routing/route-def.js";
-import type { Decision, Policy, RoutedRequest } from "./policy.js";
-import { ACTION_TOGGLES, POST_TOGGLE, SECTION_TOGGLES, WRITING_READS } from "./toggles.js";
+import type { Decision, Policy, Profile, RoutedRequest } from "./policy.js";
+import { isRead, WRITING_GETS } from "./risk.js";
+import { ACTION_TOGGLES, POST_TOGGLE, SECTION_TOGGLES } from "./toggles.js";
 
 /** Toggle name -> on/off, after defaults were applied. */
 export type ToggleValues = Readonly<Record<string, boolean>>;
-
-const READ_METHODS = new Set(["GET", "HEAD"]);
-
-export function isReadRoute(route: RouteDef): boolean {
-  return READ_METHODS.has(route.method) && !WRITING_READS.has(route.operation);
-}
 
 export function decideByToggles(route: RouteDef, toggles: ToggleValues): Decision {
   for (const action of ACTION_TOGGLES) {
@@ -29,7 +25,7 @@ export function decideByToggles(route: RouteDef, toggles: ToggleValues): Decisio
       hint: "no environment toggle allows it; grant it by operation name in a policy file",
     };
   }
-  const read = isReadRoute(route);
+  const read = isRead(route);
   const sectionOn = toggles[section.name] === true;
   const postOn = toggles[POST_TOGGLE] === true;
   if (sectionOn && (read || postOn)) {
@@ -39,7 +35,7 @@ export function decideByToggles(route: RouteDef, toggles: ToggleValues): Decisio
   const actions = ACTION_TOGGLES.filter((a) => a.operations.includes(route.operation)).map(
     (a) => `${a.name}=1`,
   );
-  const why = WRITING_READS.has(route.operation) ? " (it writes to the container's stdin)" : "";
+  const why = WRITING_GETS.has(route.operation) ? " (it writes to the container's stdin)" : "";
   return {
     allow: false,
     rule: "default deny",
@@ -56,10 +52,23 @@ export function envPolicy(routes: readonly RouteDef[], toggles: ToggleValues): P
     if (toggles[t.name]) summary.push(toggles[POST_TOGGLE] ? `${t.name}(read,write)` : `${t.name}(read)`);
   }
   for (const a of ACTION_TOGGLES) if (toggles[a.name]) summary.push(`${a.name}(${a.operations.join(",")})`);
-  return {
-    summary,
+  const profile: Profile = {
+    name: "env",
+    mode: "enforce",
     decide(request: RoutedRequest): Decision {
       return byOperation.get(request.match.route.operation) ?? denyUnknown;
     },
+  };
+  const resolved = { client: "anonymous", profile };
+  const on = Object.entries(toggles)
+    .filter(([, v]) => v)
+    .map(([k]) => k)
+    .sort();
+  return {
+    version: createHash("sha256").update(on.join(",")).digest("hex").slice(0, 12),
+    origin: "environment toggles",
+    summary,
+    resolveClient: () => resolved,
+    clientNamed: (name) => (name === "anonymous" ? resolved : undefined),
   };
 }

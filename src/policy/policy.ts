@@ -1,12 +1,37 @@
-/** What every policy answers: allow or deny one routed request, and why. */
+/** What every policy answers: allow or deny one routed request from one client, and why. */
 import type { RouteMatch } from "../routing/match.js";
+
+/** Where a rule was written, for messages and `portcullis check`. */
+export interface RuleSource {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
 
 export interface Decision {
   readonly allow: boolean;
-  /** The rule that decided, for logs: e.g. "CONTAINERS=1" or "default deny". */
+  /** The rule that decided, for logs: e.g. "CONTAINERS=1", "allow: containers:read" or "default deny". */
   readonly rule: string;
+  readonly source?: RuleSource;
   /** For a denial: what would allow it, shown to the client after the operation and target. */
   readonly hint?: string;
+  /** A request the client's framing makes undecidable: refused with 400 whatever the rules say. */
+  readonly refuse?: string;
+  /** Set when the profile is in audit mode and the rules would have denied: forwarded anyway. */
+  readonly audited?: boolean;
+}
+
+/** Who sent a request: what the listener, the connection and the headers tell. */
+export interface ClientContext {
+  readonly listener: string;
+  readonly remoteAddress: string | undefined;
+  /** `Authorization` header, if any (never logged, never forwarded). */
+  readonly authorization: string | undefined;
+  /** Subject CN and subjectAltName of a verified client certificate (TLS listeners). */
+  readonly certificate?: {
+    readonly subjectCN: string | undefined;
+    readonly subjectAltName: string | undefined;
+  };
 }
 
 export interface RoutedRequest {
@@ -14,10 +39,32 @@ export interface RoutedRequest {
   /** The request-target exactly as received and forwarded. */
   readonly rawTarget: string;
   readonly match: RouteMatch;
+  readonly contentType?: string | undefined;
 }
 
-export interface Policy {
+export type ProfileMode = "enforce" | "audit";
+
+export interface Profile {
+  readonly name: string;
+  readonly mode: ProfileMode;
   decide(request: RoutedRequest): Decision;
+}
+
+export interface ResolvedClient {
+  /** Client name from the policy file, or "anonymous" when none matched. */
+  readonly client: string;
+  readonly profile: Profile;
+}
+
+/** The whole access policy: who the client is, then what its profile allows. */
+export interface Policy {
+  /** Short content hash of the policy's source, logged with every decision. */
+  readonly version: string;
+  /** Where the policy comes from: "environment toggles" or the file path. */
+  readonly origin: string;
   /** The effective allow list, one entry per grant, for the start-up line. */
   readonly summary: readonly string[];
+  resolveClient(client: ClientContext): ResolvedClient;
+  /** The client entry with this name (offline tools); "anonymous" gives what unmatched clients get. */
+  clientNamed(name: string): ResolvedClient | undefined;
 }

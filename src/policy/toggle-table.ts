@@ -1,6 +1,6 @@
 /** What each environment toggle grants, operation by operation (rendered into docs/configuration.md). */
 import type { RouteDef } from "../routing/route-def.js";
-import { isReadRoute } from "./env-policy.js";
+import { isRead } from "./risk.js";
 import { ACTION_TOGGLES, SECTION_TOGGLES } from "./toggles.js";
 
 export interface ToggleGrant {
@@ -17,8 +17,8 @@ export function toggleGrants(routes: readonly RouteDef[]): ToggleGrant[] {
     return {
       toggle: t.name,
       defaultOn: t.defaultOn,
-      reads: inSection.filter(isReadRoute),
-      writes: inSection.filter((r) => !isReadRoute(r)),
+      reads: inSection.filter(isRead),
+      writes: inSection.filter((r) => !isRead(r)),
     };
   });
   for (const a of ACTION_TOGGLES) {

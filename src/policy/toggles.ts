@@ -53,12 +53,6 @@ export const ACTION_TOGGLES: readonly ActionToggle[] = [
   { name: "ALLOW_UNPAUSE", operations: ["ContainerUnpause"] },
 ];
 
-/**
- * GET routes that change state: the anchors let CONTAINERS=1 open them as "reads"; portcullis asks
- * for POST=1 as well (attach/ws is a WebSocket that writes to the container's stdin).
- */
-export const WRITING_READS: ReadonlySet<string> = new Set(["ContainerAttachWebsocket"]);
-
 /** Every toggle name, for error messages and docs. */
 export const ALL_TOGGLE_NAMES: readonly string[] = [
   ...SECTION_TOGGLES.map((t) => t.name),

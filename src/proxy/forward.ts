@@ -52,6 +52,11 @@ export function forward(
       (): ForwardOutcome => ({ status }),
       (error: Error): ForwardOutcome => {
         if (abort.signal.aborted) return { status: status || 499, error };
+        if (!res.headersSent && (error as NodeJS.ErrnoException).code === "UND_ERR_INVALID_ARG") {
+          // undici refused to send what the client sent (e.g. two Host headers): a client error, not a 502
+          sendError(res, 400, `portcullis refused the request: ${error.message}`, true);
+          return { status: 400, error };
+        }
         if (!res.headersSent) {
           sendError(
             res,

@@ -12,6 +12,8 @@ const HOP_BY_HOP = new Set([
   "upgrade",
   "expect",
   "http2-settings",
+  // Credentials for portcullis itself (client tokens): never handed to the daemon.
+  "authorization",
 ]);
 
 /** Names listed in the Connection header are hop-by-hop too. */

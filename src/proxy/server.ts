@@ -3,16 +3,20 @@
  * through the gate before anything reaches the daemon: listener -> canonical request -> decision ->
  * forward -> response.
  */
+import { readFileSync } from "node:fs";
 import { chmod, chown, rm } from "node:fs/promises";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { describeListener, type ListenerSpec, type ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observe/logger.js";
+import type { ClientContext } from "../policy/policy.js";
 import { forward } from "./forward.js";
 import type { Gate, GateResult } from "./gate.js";
 import { hijackRequest, hijackUpgrade, wantsUpgrade } from "./hijack.js";
-import { sendError, sendRawError } from "./respond.js";
+import { printableTarget, sendError, sendRawError } from "./respond.js";
 import type { Upstream } from "./upstream.js";
 
 export interface RunningProxy {
@@ -31,7 +35,7 @@ export interface ProxyDeps {
 
 interface Exchange {
   readonly listener: string;
-  readonly client: string;
+  readonly peer: string;
   readonly method: string;
   readonly target: string;
   readonly started: number;
@@ -44,43 +48,67 @@ function logDecision(
   status: number,
   extra: object = {},
 ): void {
+  const common = {
+    listener: ex.listener,
+    peer: ex.peer,
+    client: result.client,
+    profile: result.profile,
+    policy: result.policyVersion,
+    method: ex.method,
+    target: ex.target,
+  };
   if (result.verdict === "deny") {
     logger.warn(
       {
-        listener: ex.listener,
-        client: ex.client,
-        method: ex.method,
-        target: ex.target,
+        ...common,
         operation: result.operation,
         decision: "deny",
         reason: result.reason,
+        rule: result.decision?.rule,
         status,
       },
       result.message,
     );
     return;
   }
-  if (!logger.isLevelEnabled("debug")) return;
-  logger.debug(
-    {
-      listener: ex.listener,
-      client: ex.client,
-      method: ex.method,
-      target: ex.target,
-      operation: result.match.route.operation,
-      decision: "allow",
-      rule: result.decision.rule,
-      status,
-      ms: Date.now() - ex.started,
-      ...extra,
-    },
-    "request",
-  );
+  const record = {
+    ...common,
+    operation: result.match.route.operation,
+    decision: "allow",
+    rule: result.decision.rule,
+    status,
+    ms: Date.now() - ex.started,
+    ...extra,
+  };
+  if (result.decision.audited) {
+    logger.warn(
+      { ...record, audit: "would deny" },
+      `audit: profile ${result.profile} would deny ${record.operation}`,
+    );
+  } else if (logger.isLevelEnabled("debug")) {
+    logger.debug(record, "request");
+  }
 }
 
-function clientOf(socket: Socket | Duplex): string {
+function peerOf(socket: Socket | Duplex): string {
   const s = socket as Socket;
   return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : "unix";
+}
+
+function clientContext(listener: string, socket: Socket | Duplex, req: IncomingMessage): ClientContext {
+  const tls = socket as TLSSocket;
+  let certificate: ClientContext["certificate"];
+  if (tls.encrypted && tls.authorized) {
+    const cert = tls.getPeerCertificate();
+    const cn = cert.subject?.CN;
+    certificate = { subjectCN: Array.isArray(cn) ? cn[0] : cn, subjectAltName: cert.subjectaltname };
+  }
+  return {
+    listener,
+    remoteAddress: (socket as Socket).remoteAddress,
+    authorization: req.headers.authorization,
+    ...(certificate ? { certificate } : {}),
+  };
 }
 
 const CLIENT_ERRORS: Readonly<Record<string, [number, string]>> = {
@@ -89,19 +117,35 @@ const CLIENT_ERRORS: Readonly<Record<string, [number, string]>> = {
   HPE_HEADERS_TIMEOUT: [408, "request head was not completed in time (PORTCULLIS_HEADERS_TIMEOUT_MS)"],
 };
 
-function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<Duplex>): http.Server {
-  const { config, gate, upstream, logger } = deps;
-  const listener = describeListener(spec);
-  const server = http.createServer({
+function createHttpServer(spec: ListenerSpec, config: ProxyConfig): http.Server {
+  const options: http.ServerOptions = {
     maxHeaderSize: config.limits.maxHeaderBytes,
     requestTimeout: 0,
     headersTimeout: config.limits.headersTimeoutMs,
     keepAliveTimeout: config.limits.keepAliveTimeoutMs,
     insecureHTTPParser: false,
+  };
+  if (spec.tls === undefined) return http.createServer(options);
+  return https.createServer({
+    ...options,
+    cert: readFileSync(spec.tls.cert),
+    key: readFileSync(spec.tls.key),
+    ...(spec.tls.clientCa
+      ? { ca: readFileSync(spec.tls.clientCa), requestCert: true, rejectUnauthorized: true }
+      : {}),
+    minVersion: "TLSv1.2",
   });
-  server.timeout = 0;
+}
 
-  server.on("connection", (socket: Socket) => {
+function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<Duplex>): http.Server {
+  const { config, gate, upstream, logger } = deps;
+  const listener = spec.name ?? "default";
+  const server = createHttpServer(spec, config);
+  server.timeout = 0;
+  /** Connections taken over by a hijack from the `request` event (attach or exec start without Upgrade). */
+  const hijacked = new WeakSet<object>();
+
+  server.on(spec.tls ? "secureConnection" : "connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
@@ -109,12 +153,33 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     const ex: Exchange = {
       listener,
-      client: clientOf(req.socket),
+      peer: peerOf(req.socket),
       method: req.method as string,
       target: req.url as string,
       started: Date.now(),
     };
-    const result = gate.check(ex.method, ex.target);
+    if (hijacked.has(req.socket)) {
+      // Node parsed this out of bytes pipelined behind a hijacked request; dockerd reads such bytes
+      // as the stream, never as a request: it is neither forwarded nor answered.
+      logger.warn(
+        {
+          listener,
+          peer: ex.peer,
+          method: ex.method,
+          target: ex.target,
+          decision: "deny",
+          reason: "pipelined-after-hijack",
+        },
+        `portcullis refused ${ex.method} ${printableTarget(ex.target)}: it was pipelined behind a hijacked request on the same connection`,
+      );
+      return;
+    }
+    const result = gate.check(
+      ex.method,
+      ex.target,
+      clientContext(listener, req.socket, req),
+      req.headers["content-type"],
+    );
     if (result.verdict === "deny") {
       // A body we will not read must not be parsed as the next request: close after answering.
       const hasBody =
@@ -124,6 +189,8 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
       return;
     }
     if (result.match.route.kind === "hijack" && result.match.route.operation !== "ContainerAttachWebsocket") {
+      // From here on this connection carries the hijacked stream: nothing after it is a request.
+      hijacked.add(req.socket);
       hijackRequest(req, {
         upstream,
         route: result.match.route,
@@ -142,12 +209,17 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     socket.on("error", () => socket.destroy());
     const ex: Exchange = {
       listener,
-      client: clientOf(socket),
+      peer: peerOf(socket),
       method: req.method as string,
       target: req.url as string,
       started: Date.now(),
     };
-    const result = gate.check(ex.method, ex.target);
+    const result = gate.check(
+      ex.method,
+      ex.target,
+      clientContext(listener, socket, req),
+      req.headers["content-type"],
+    );
     if (result.verdict === "deny") {
       sendRawError(socket, result.status, result.message);
       logDecision(logger, ex, result, result.status);
@@ -156,18 +228,15 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     if (result.match.route.kind !== "hijack" || !wantsUpgrade(req)) {
       const message = `portcullis refused ${result.match.route.operation}: Connection: Upgrade is only accepted on attach, exec start, attach/ws, session and grpc; send this request without it`;
       sendRawError(socket, 400, message);
-      logDecision(
-        logger,
-        ex,
-        {
-          verdict: "deny",
-          status: 400,
-          message,
-          reason: "bad-target",
-          operation: result.match.route.operation,
-        },
-        400,
-      );
+      const refused: GateResult = {
+        ...result,
+        verdict: "deny",
+        status: 400,
+        message,
+        reason: "bad-target",
+        operation: result.match.route.operation,
+      };
+      logDecision(logger, ex, refused, 400);
       return;
     }
     hijackUpgrade(req, socket, head, {
@@ -181,7 +250,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     sendRawError(
       socket,
       400,
-      `portcullis refused CONNECT ${req.url ?? ""}: CONNECT is not a Docker API method`,
+      `portcullis refused CONNECT ${printableTarget(req.url ?? "")}: CONNECT is not a Docker API method`,
     );
   });
 
@@ -190,10 +259,13 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
       400,
       `malformed HTTP request (${error.code ?? error.message})`,
     ];
-    logger.warn({ listener, client: clientOf(socket), status, code: error.code }, message);
+    logger.warn({ listener, peer: peerOf(socket), status, code: error.code }, message);
     if ((socket as Socket).writable && (socket as Socket).bytesWritten === 0)
       sendRawError(socket, status, message);
     else socket.destroy();
+  });
+  server.on("tlsClientError", (error: Error, socket: Duplex) => {
+    logger.warn({ listener, peer: peerOf(socket) }, `TLS handshake failed: ${error.message}`);
   });
   return server;
 }
@@ -211,7 +283,7 @@ async function listen(server: http.Server, spec: ListenerSpec): Promise<string> 
     await chmod(spec.path, spec.mode);
     if (spec.uid !== undefined || spec.gid !== undefined)
       await chown(spec.path, spec.uid ?? -1, spec.gid ?? -1);
-    return `unix://${spec.path}`;
+    return describeListener(spec);
   }
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -222,7 +294,7 @@ async function listen(server: http.Server, spec: ListenerSpec): Promise<string> 
   });
   const address = server.address();
   if (address === null || typeof address === "string") return describeListener(spec);
-  return describeListener({ kind: "tcp", host: address.address, port: address.port });
+  return describeListener({ ...spec, host: address.address, port: address.port });
 }
 
 export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {

@@ -8,11 +8,12 @@ import { buildRouteIndex } from "../../src/routing/match.js";
 import { ROUTES } from "../../src/routing/route-table.generated.js";
 
 const index = buildRouteIndex(ROUTES);
+const ANON = { listener: "default", remoteAddress: "127.0.0.1", authorization: undefined };
 function gateFor(env: Record<string, string>) {
-  return createGate(index, envPolicy(ROUTES, readToggles(env)));
+  return createGate(index, { current: envPolicy(ROUTES, readToggles(env)) });
 }
 const verdict = (env: Record<string, string>, method: string, target: string) => {
-  const r = gateFor(env).check(method, target);
+  const r = gateFor(env).check(method, target, ANON);
   return r.verdict === "allow" ? "allow" : r.status;
 };
 
@@ -68,7 +69,7 @@ describe("environment toggles grant what the anchors grant", () => {
   });
 
   it("says in the denial which toggle would allow the request", () => {
-    const r = gateFor({}).check("POST", "/v1.41/containers/create");
+    const r = gateFor({}).check("POST", "/v1.41/containers/create", ANON);
     assert.equal(r.verdict, "deny");
     if (r.verdict === "deny") {
       assert.equal(
@@ -76,7 +77,7 @@ describe("environment toggles grant what the anchors grant", () => {
         "portcullis denied ContainerCreate (POST /v1.41/containers/create): set CONTAINERS=1 and POST=1 to allow it",
       );
     }
-    const s = gateFor({}).check("POST", "/containers/x/start");
+    const s = gateFor({}).check("POST", "/containers/x/start", ANON);
     if (s.verdict === "deny") assert.match(s.message, /or ALLOW_START=1/);
   });
 });

@@ -1,0 +1,156 @@
+/**
+ * Offline tools on a policy: `check` explains one decision, `test` runs a table of expected
+ * decisions (for CI), `validate` loads a file and reports every problem with its position.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { parse } from "yaml";
+import type { ClientContext, Policy } from "../policy/policy.js";
+import { where } from "../policy/profile.js";
+import { riskClasses } from "../policy/risk.js";
+import { createGate, type GateResult } from "../proxy/gate.js";
+import { buildRouteIndex } from "../routing/match.js";
+import { ROUTES } from "../routing/route-table.generated.js";
+
+const INDEX = buildRouteIndex(ROUTES);
+
+export interface Explanation {
+  readonly result: GateResult;
+  readonly decision: "allow" | "deny" | "refuse" | "not-found" | "audit";
+  readonly lines: readonly string[];
+}
+
+/** Decides `METHOD TARGET` for a named client (default: what an unmatched client gets) and explains it. */
+export function explain(
+  policy: Policy,
+  clientName: string | undefined,
+  method: string,
+  target: string,
+): Explanation {
+  const resolved = policy.clientNamed(clientName ?? "anonymous");
+  if (resolved === undefined) throw new Error(`no client named "${clientName}" in ${policy.origin}`);
+  const context: ClientContext = {
+    listener: "(offline)",
+    remoteAddress: undefined,
+    authorization: undefined,
+  };
+  const gate = createGate(INDEX, { current: { ...policy, resolveClient: () => resolved } });
+  const result = gate.check(method, target, context);
+  const lines: string[] = [];
+  const who = `${resolved.client} (profile ${resolved.profile.name}, ${resolved.profile.mode})`;
+  let decision: Explanation["decision"];
+  if (result.verdict === "allow") {
+    const op = result.match.route.operation;
+    decision = result.decision.audited ? "audit" : "allow";
+    lines.push(
+      `decision:  ${decision === "audit" ? "allow (audit mode: the rules would deny, the request is forwarded and logged)" : "allow"}`,
+    );
+    lines.push(`operation: ${op}${riskSuffix(op)}`);
+    lines.push(`client:    ${who}`);
+    lines.push(
+      `rule:      ${result.decision.rule}${result.decision.source ? ` at ${where(result.decision.source)}` : ""}`,
+    );
+    lines.push(
+      `to change: ${changeHint(policy, resolved.profile.name, op, result.decision.allow && !result.decision.audited, result.decision.source?.line)}`,
+    );
+  } else {
+    decision = result.status === 404 ? "not-found" : result.status === 403 ? "deny" : "refuse";
+    lines.push(`decision:  ${decision === "deny" ? "deny (403)" : `${decision} (${result.status})`}`);
+    if (result.operation) lines.push(`operation: ${result.operation}${riskSuffix(result.operation)}`);
+    lines.push(`client:    ${who}`);
+    lines.push(`message:   ${result.message}`);
+    if (result.decision) {
+      lines.push(
+        `rule:      ${result.decision.rule}${result.decision.source ? ` at ${where(result.decision.source)}` : ""}`,
+      );
+      if (result.operation && result.status === 403) {
+        lines.push(
+          `to change: ${changeHint(policy, resolved.profile.name, result.operation, false, result.decision.source?.line)}`,
+        );
+      }
+    }
+  }
+  return { result, decision, lines };
+}
+
+function riskSuffix(operation: string): string {
+  const route = ROUTES.find((r) => r.operation === operation);
+  const classes = route ? riskClasses(route) : [];
+  return classes.length > 0 ? ` [${classes.join(", ")}]` : "";
+}
+
+function changeHint(
+  policy: Policy,
+  profile: string,
+  operation: string,
+  allowed: boolean,
+  line: number | undefined,
+): string {
+  if (policy.origin === "environment toggles") {
+    return allowed ? "unset the toggle named in the rule" : "see the message for the toggle to set";
+  }
+  const rule = `"- ${allowed ? "deny" : "allow"}: ${operation}"`;
+  return line === undefined
+    ? `add ${rule} to profile ${profile}`
+    : `add ${rule} to profile ${profile} before line ${line}`;
+}
+
+export interface TestCase {
+  readonly name?: string;
+  readonly client?: string;
+  readonly request: string;
+  readonly expect: "allow" | "deny" | "refuse" | "not-found" | "audit";
+  readonly operation?: string;
+}
+
+export interface CaseFile {
+  readonly config?: string;
+  readonly cases: readonly TestCase[];
+}
+
+export function readCaseFile(path: string): CaseFile & { baseDir: string } {
+  const data = parse(readFileSync(path, "utf8")) as Partial<CaseFile> | null;
+  if (data === null || !Array.isArray(data.cases)) throw new Error(`${path}: expected a "cases:" list`);
+  for (const [i, c] of data.cases.entries()) {
+    if (typeof c?.request !== "string" || !/^\S+ \S+$/.test(c.request)) {
+      throw new Error(
+        `${path}: cases[${i}].request must be "METHOD TARGET", found ${JSON.stringify(c?.request)}`,
+      );
+    }
+    if (!["allow", "deny", "refuse", "not-found", "audit"].includes(c.expect)) {
+      throw new Error(
+        `${path}: cases[${i}].expect must be allow, deny, refuse, not-found or audit, found ${JSON.stringify(c.expect)}`,
+      );
+    }
+  }
+  return { ...(data as CaseFile), baseDir: dirname(resolve(path)) };
+}
+
+export function runCases(
+  policy: Policy,
+  cases: readonly TestCase[],
+): { passed: number; failed: number; report: string[] } {
+  let passed = 0;
+  let failed = 0;
+  const report: string[] = [];
+  for (const c of cases) {
+    const [method, target] = c.request.split(" ") as [string, string];
+    const label = c.name ?? `${c.client ?? "anonymous"}: ${c.request}`;
+    let got: string;
+    let op: string | null = null;
+    try {
+      const e = explain(policy, c.client, method, target);
+      got = e.decision;
+      op = e.result.verdict === "allow" ? e.result.match.route.operation : e.result.operation;
+    } catch (error) {
+      got = `error: ${(error as Error).message}`;
+    }
+    const ok = got === c.expect && (c.operation === undefined || c.operation === op);
+    if (ok) passed++;
+    else failed++;
+    report.push(
+      `${ok ? "ok  " : "FAIL"} ${label}${ok ? "" : ` (expected ${c.expect}${c.operation ? ` ${c.operation}` : ""}, got ${got}${op ? ` ${op}` : ""})`}`,
+    );
+  }
+  return { passed, failed, report };
+}

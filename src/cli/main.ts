@@ -3,15 +3,18 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { loadConfig, readPolicyFile } from "../config/env.js";
+import { type CliOverrides, loadConfig, readPolicyFile, readToggles } from "../config/env.js";
 import { ConfigError } from "../config/errors.js";
 import { PolicyFileError } from "../config/policy-file.js";
+import { envPolicy } from "../policy/env-policy.js";
+import { filePolicy } from "../policy/file-policy.js";
+import type { Policy } from "../policy/policy.js";
 import { toggleTableMarkdown } from "../policy/toggle-table.js";
 import { ROUTES } from "../routing/route-table.generated.js";
 import { explain, readCaseFile, runCases } from "./check.js";
 import { healthcheck } from "./healthcheck.js";
 import { operationsTable } from "./operations.js";
-import { policyFor, serveUntilSignalled } from "./serve.js";
+import { serveUntilSignalled } from "./serve.js";
 
 const HELP = `portcullis - a default-deny policy gate for the Docker Engine API
 
@@ -77,6 +80,12 @@ function version(): string {
     version: string;
   };
   return pkg.version;
+}
+
+/** The policy `check` and `test` evaluate: the file's, or the environment toggles'. No listener is opened. */
+function offlinePolicy(cli: CliOverrides): Policy {
+  const file = readPolicyFile(process.env, cli);
+  return file ? filePolicy(file, ROUTES, process.env) : envPolicy(ROUTES, readToggles(process.env));
 }
 
 const out = (s: string) => process.stdout.write(s.endsWith("\n") ? s : `${s}\n`);
@@ -146,8 +155,7 @@ async function main(argv: string[]): Promise<number> {
           "METHOD TARGET, e.g. portcullis check GET /v1.41/containers/json",
         );
       }
-      const config = loadConfig(process.env, { ...cli, listen: ["tcp://127.0.0.1:0"] });
-      const e = explain(policyFor(config, process.env), values.client, method, target);
+      const e = explain(offlinePolicy(cli), values.client, method, target);
       out(e.lines.join("\n"));
       return e.decision === "allow" ? 0 : 1;
     }
@@ -156,12 +164,8 @@ async function main(argv: string[]): Promise<number> {
       if (file === undefined) throw new ConfigError("test", "", "a cases file: portcullis test CASES.yaml");
       const cases = readCaseFile(file);
       const configPath = values.config ?? (cases.config ? resolve(cases.baseDir, cases.config) : undefined);
-      const config = loadConfig(process.env, {
-        ...cli,
-        ...(configPath ? { config: configPath } : {}),
-        listen: ["tcp://127.0.0.1:0"],
-      });
-      const { passed, failed, report } = runCases(policyFor(config, process.env), cases.cases);
+      const policy = offlinePolicy({ ...cli, ...(configPath ? { config: configPath } : {}) });
+      const { passed, failed, report } = runCases(policy, cases.cases);
       out([...report, `${passed} passed, ${failed} failed`].join("\n"));
       return failed === 0 ? 0 : 1;
     }

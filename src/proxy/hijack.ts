@@ -286,7 +286,12 @@ function relayAndClose(head: ResponseHead, upstream: Socket, client: Duplex): vo
       client.end();
     }
   };
-  upstream.on("end", () => client.end());
+  // The daemon closed (a close-delimited answer such as attach's raw error): close both sides. The
+  // client socket is paused and would never see its peer's FIN, so nothing else would end it.
+  upstream.on("end", () => {
+    client.end();
+    upstream.destroy();
+  });
   write(head.bytes);
   if (!upstream.destroyed) {
     upstream.on("data", write);

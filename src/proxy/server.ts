@@ -195,7 +195,12 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
         upstream,
         route: result.match.route,
         maxBodyBytes: config.limits.hijackBodyMaxBytes,
-      }).then((outcome) => logDecision(logger, ex, result, outcome.status, { tunnelled: outcome.tunnelled }));
+      }).then((outcome) =>
+        logDecision(logger, ex, result, outcome.status, {
+          tunnelled: outcome.tunnelled,
+          ...(outcome.error ? { error: outcome.error } : {}),
+        }),
+      );
       return;
     }
     forward(req, res, upstream).then((outcome) =>
@@ -243,7 +248,12 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
       upstream,
       route: result.match.route,
       maxBodyBytes: config.limits.hijackBodyMaxBytes,
-    }).then((outcome) => logDecision(logger, ex, result, outcome.status, { tunnelled: outcome.tunnelled }));
+    }).then((outcome) =>
+      logDecision(logger, ex, result, outcome.status, {
+        tunnelled: outcome.tunnelled,
+        ...(outcome.error ? { error: outcome.error } : {}),
+      }),
+    );
   });
 
   server.on("connect", (req: IncomingMessage, socket: Duplex) => {

@@ -19,7 +19,10 @@ describe("the user's manual says what the code does", () => {
   it("documents every environment variable the code reads", () => {
     const doc = read("docs/configuration.md");
     const code = ["src/config/env.ts", "src/config/addresses.ts"].map(read).join("\n");
-    const readVars = [...code.matchAll(/"((?:PORTCULLIS|DOCKER)_[A-Z_]+|SOCKET_PATH|LOG_LEVEL|DISABLE_IPV6)"/g)].map((m) => m[1]);
-    for (const name of [...new Set(readVars), ...ALL_TOGGLE_NAMES]) assert.ok(doc.includes(name as string), name);
+    const readVars = [
+      ...code.matchAll(/"((?:PORTCULLIS|DOCKER)_[A-Z_]+|SOCKET_PATH|LOG_LEVEL|DISABLE_IPV6)"/g),
+    ].map((m) => m[1]);
+    for (const name of [...new Set(readVars), ...ALL_TOGGLE_NAMES])
+      assert.ok(doc.includes(name as string), name);
   });
 });

@@ -2,6 +2,7 @@
 import { describeListener, type ProxyConfig } from "../config/config.js";
 import { type Env, readPolicyFile } from "../config/env.js";
 import { watchFile } from "../config/watch.js";
+import { auditLog } from "../observe/audit-log.js";
 import { createLogger, type Logger } from "../observe/logger.js";
 import { envPolicy } from "../policy/env-policy.js";
 import { filePolicy } from "../policy/file-policy.js";
@@ -31,7 +32,7 @@ export async function serve(
   const holder: PolicyHolder = { current: policyFor(config, env) };
   const gate = createGate(buildRouteIndex(ROUTES), holder);
   const upstream = createUpstream(config.upstream);
-  const proxy = await startProxy({ config, gate, upstream, logger });
+  const proxy = await startProxy({ config, gate, upstream, logger, observer: auditLog(logger) });
   const policy = holder.current;
   logger.info(
     {

@@ -12,6 +12,7 @@ import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { describeListener, type ListenerSpec, type ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observe/logger.js";
+import type { Observer } from "../observe/observer.js";
 import type { ClientContext } from "../policy/policy.js";
 import { forward } from "./forward.js";
 import type { Gate, GateResult } from "./gate.js";
@@ -31,6 +32,8 @@ export interface ProxyDeps {
   readonly gate: Gate;
   readonly upstream: Upstream;
   readonly logger: Logger;
+  /** Receives one record per decision (audit log, metrics, live view). */
+  readonly observer: Observer;
 }
 
 interface Exchange {
@@ -39,55 +42,55 @@ interface Exchange {
   readonly method: string;
   readonly target: string;
   readonly started: number;
+  readonly socket: Socket | Duplex;
+  /** The connection's byte counters when this request started: the exchange's bytes are the deltas. */
+  readonly readBefore: number;
+  readonly writtenBefore: number;
 }
 
-function logDecision(
-  logger: Logger,
+function exchange(listener: string, socket: Socket | Duplex, req: IncomingMessage): Exchange {
+  const s = socket as Socket;
+  return {
+    listener,
+    peer: peerOf(socket),
+    method: req.method as string,
+    target: req.url as string,
+    started: Date.now(),
+    socket,
+    readBefore: s.bytesRead ?? 0,
+    writtenBefore: s.bytesWritten ?? 0,
+  };
+}
+
+function observe(
+  observer: Observer,
   ex: Exchange,
   result: GateResult,
   status: number,
-  extra: object = {},
+  extra: { tunnelled?: boolean; error?: string } = {},
 ): void {
-  const common = {
+  const s = ex.socket as Socket;
+  const allowed = result.verdict === "allow";
+  observer.decision({
+    time: ex.started,
     listener: ex.listener,
     peer: ex.peer,
     client: result.client,
     profile: result.profile,
-    policy: result.policyVersion,
+    policyVersion: result.policyVersion,
     method: ex.method,
     target: ex.target,
-  };
-  if (result.verdict === "deny") {
-    logger.warn(
-      {
-        ...common,
-        operation: result.operation,
-        decision: "deny",
-        reason: result.reason,
-        rule: result.decision?.rule,
-        status,
-      },
-      result.message,
-    );
-    return;
-  }
-  const record = {
-    ...common,
-    operation: result.match.route.operation,
-    decision: "allow",
-    rule: result.decision.rule,
+    operation: allowed ? result.match.route.operation : result.operation,
+    decision: allowed ? (result.decision.audited ? "audit" : "allow") : "deny",
+    rule: result.decision?.rule,
+    reason: allowed ? undefined : result.reason,
+    message: allowed ? undefined : result.message,
     status,
-    ms: Date.now() - ex.started,
+    durationMs: Date.now() - ex.started,
+    bytesIn: (s.bytesRead ?? 0) - ex.readBefore,
+    bytesOut: (s.bytesWritten ?? 0) - ex.writtenBefore,
     ...extra,
-  };
-  if (result.decision.audited) {
-    logger.warn(
-      { ...record, audit: "would deny" },
-      `audit: profile ${result.profile} would deny ${record.operation}`,
-    );
-  } else if (logger.isLevelEnabled("debug")) {
-    logger.debug(record, "request");
-  }
+  });
 }
 
 function peerOf(socket: Socket | Duplex): string {
@@ -138,7 +141,7 @@ function createHttpServer(spec: ListenerSpec, config: ProxyConfig): http.Server 
 }
 
 function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<Duplex>): http.Server {
-  const { config, gate, upstream, logger } = deps;
+  const { config, gate, upstream, logger, observer } = deps;
   const listener = spec.name ?? "default";
   const server = createHttpServer(spec, config);
   server.timeout = 0;
@@ -151,13 +154,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
   });
 
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-    const ex: Exchange = {
-      listener,
-      peer: peerOf(req.socket),
-      method: req.method as string,
-      target: req.url as string,
-      started: Date.now(),
-    };
+    const ex = exchange(listener, req.socket, req);
     if (hijacked.has(req.socket)) {
       // Node parsed this out of bytes pipelined behind a hijacked request; dockerd reads such bytes
       // as the stream, never as a request: it is neither forwarded nor answered.
@@ -185,7 +182,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
       const hasBody =
         req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
       sendError(res, result.status, result.message, hasBody);
-      logDecision(logger, ex, result, result.status);
+      observe(observer, ex, result, result.status);
       return;
     }
     if (result.match.route.kind === "hijack" && result.match.route.operation !== "ContainerAttachWebsocket") {
@@ -195,30 +192,30 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
         upstream,
         route: result.match.route,
         maxBodyBytes: config.limits.hijackBodyMaxBytes,
-      }).then((outcome) =>
-        logDecision(logger, ex, result, outcome.status, {
+      }).then((outcome) => {
+        observer.streamClosed?.("tunnel");
+        observe(observer, ex, result, outcome.status, {
           tunnelled: outcome.tunnelled,
           ...(outcome.error ? { error: outcome.error } : {}),
-        }),
-      );
+        });
+      });
+      observer.streamOpened?.("tunnel");
       return;
     }
-    forward(req, res, upstream).then((outcome) =>
-      logDecision(logger, ex, result, outcome.status, outcome.error ? { error: outcome.error.message } : {}),
-    );
+    const streaming = result.match.route.kind === "stream";
+    if (streaming) observer.streamOpened?.("stream");
+    forward(req, res, upstream).then((outcome) => {
+      if (streaming) observer.streamClosed?.("stream");
+      if (outcome.status === 502) observer.upstreamError?.();
+      observe(observer, ex, result, outcome.status, outcome.error ? { error: outcome.error.message } : {});
+    });
   });
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
-    const ex: Exchange = {
-      listener,
-      peer: peerOf(socket),
-      method: req.method as string,
-      target: req.url as string,
-      started: Date.now(),
-    };
+    const ex = exchange(listener, socket, req);
     const result = gate.check(
       ex.method,
       ex.target,
@@ -227,7 +224,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     );
     if (result.verdict === "deny") {
       sendRawError(socket, result.status, result.message);
-      logDecision(logger, ex, result, result.status);
+      observe(observer, ex, result, result.status);
       return;
     }
     if (result.match.route.kind !== "hijack" || !wantsUpgrade(req)) {
@@ -241,19 +238,22 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
         reason: "bad-target",
         operation: result.match.route.operation,
       };
-      logDecision(logger, ex, refused, 400);
+      observe(observer, ex, refused, 400);
       return;
     }
     hijackUpgrade(req, socket, head, {
       upstream,
       route: result.match.route,
       maxBodyBytes: config.limits.hijackBodyMaxBytes,
-    }).then((outcome) =>
-      logDecision(logger, ex, result, outcome.status, {
+    }).then((outcome) => {
+      observer.streamClosed?.("tunnel");
+      if (outcome.status === 502) observer.upstreamError?.();
+      observe(observer, ex, result, outcome.status, {
         tunnelled: outcome.tunnelled,
         ...(outcome.error ? { error: outcome.error } : {}),
-      }),
-    );
+      });
+    });
+    observer.streamOpened?.("tunnel");
   });
 
   server.on("connect", (req: IncomingMessage, socket: Duplex) => {

@@ -27,9 +27,11 @@ export const ruleSchema = z.union([allowRule, denyRule]);
 
 export const profileSchema = z.strictObject({
   mode: z
-    .enum(["enforce", "audit"])
+    .enum(["enforce", "audit", "learn"])
     .default("enforce")
-    .describe("audit forwards what the rules would deny, and logs it"),
+    .describe(
+      "audit forwards what the rules would deny and logs it; learn does the same and records every operation used, to write a least-privilege policy",
+    ),
   rules: z.array(ruleSchema).default([]).describe("first matching rule wins; no match means deny"),
 });
 

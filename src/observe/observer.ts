@@ -10,6 +10,8 @@ export interface DecisionRecord {
   readonly peer: string;
   readonly client: string;
   readonly profile: string;
+  /** The profile's mode: enforce, audit or learn. */
+  readonly mode: "enforce" | "audit" | "learn";
   readonly policyVersion: string;
   readonly method: string;
   /** The request-target as received (untrusted: escape before display). */

@@ -42,7 +42,8 @@ export interface RoutedRequest {
   readonly contentType?: string | undefined;
 }
 
-export type ProfileMode = "enforce" | "audit";
+/** enforce denies; audit and learn forward what the rules would deny (learn also records what is used). */
+export type ProfileMode = "enforce" | "audit" | "learn";
 
 export interface Profile {
   readonly name: string;

@@ -42,7 +42,7 @@ export function compileProfile(spec: ProfileSpec, routes: readonly RouteDef[]): 
       }
     }
   }
-  const audit = spec.mode === "audit";
+  const audit = spec.mode !== "enforce";
   const outcome = (allow: boolean, rule: string, source?: RuleSource, hint?: string): Decision => {
     if (!allow && audit) return { allow: true, audited: true, rule, ...(source ? { source } : {}) };
     return { allow, rule, ...(source ? { source } : {}), ...(hint ? { hint } : {}) };

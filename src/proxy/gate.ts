@@ -2,7 +2,7 @@
  * listener -> canonical request -> decision: the single function every request passes through,
  * on the normal, upgrade and hijack paths alike.
  */
-import type { ClientContext, Decision, Policy } from "../policy/policy.js";
+import type { ClientContext, Decision, Policy, ProfileMode } from "../policy/policy.js";
 import { type CanonicalTarget, canonicalTarget } from "../routing/canonical.js";
 import { matchRoute, type RouteIndex, type RouteMatch } from "../routing/match.js";
 import { printableTarget } from "./respond.js";
@@ -11,6 +11,7 @@ import { printableTarget } from "./respond.js";
 export interface Attribution {
   readonly client: string;
   readonly profile: string;
+  readonly mode: ProfileMode;
   readonly policyVersion: string;
 }
 
@@ -45,7 +46,12 @@ export function createGate(index: RouteIndex, holder: PolicyHolder): Gate {
     check(method, rawTarget, client, contentType) {
       const policy = holder.current;
       const { client: name, profile } = policy.resolveClient(client);
-      const who: Attribution = { client: name, profile: profile.name, policyVersion: policy.version };
+      const who: Attribution = {
+        client: name,
+        profile: profile.name,
+        mode: profile.mode,
+        policyVersion: policy.version,
+      };
       const target = canonicalTarget(rawTarget);
       if (!target.ok) {
         return {

@@ -77,6 +77,7 @@ function observe(
     peer: ex.peer,
     client: result.client,
     profile: result.profile,
+    mode: result.mode,
     policyVersion: result.policyVersion,
     method: ex.method,
     target: ex.target,

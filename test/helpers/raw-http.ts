@@ -103,7 +103,10 @@ export function parseHeaderLines(lines: readonly string[]): [string, string][] |
  * Chunked body starting at `from`: returns the decoded body and the index just after the trailer
  * section, "incomplete", or an error string.
  */
-export function readChunked(buf: Buffer, from: number): { body: Buffer; end: number } | "incomplete" | string {
+export function readChunked(
+  buf: Buffer,
+  from: number,
+): { body: Buffer; end: number } | "incomplete" | string {
   const parts: Buffer[] = [];
   let at = from;
   for (;;) {
@@ -139,7 +142,10 @@ export function parseResponse(buf: Buffer, opts: ParseOptions = {}): ParseResult
   const found = findHeadEnd(buf);
   if (found === null) {
     if (buf.length > 0 && !/^HTTP\/?/.test(buf.subarray(0, 5).toString("latin1")) && buf.length >= 5)
-      return { kind: "error", error: `not an HTTP response: ${JSON.stringify(buf.subarray(0, 40).toString("latin1"))}` };
+      return {
+        kind: "error",
+        error: `not an HTTP response: ${JSON.stringify(buf.subarray(0, 40).toString("latin1"))}`,
+      };
     return { kind: "incomplete" };
   }
   const headLength = found.end + found.sep;
@@ -159,10 +165,18 @@ export function parseResponse(buf: Buffer, opts: ParseOptions = {}): ParseResult
   const te = header({ headers }, "transfer-encoding");
   const cl = header({ headers }, "content-length");
   if (opts.head || (status >= 100 && status < 200) || status === 204 || status === 304) {
-    return { kind: "response", response: { ...base, body: Buffer.alloc(0), framing: "none" }, consumed: headLength };
+    return {
+      kind: "response",
+      response: { ...base, body: Buffer.alloc(0), framing: "none" },
+      consumed: headLength,
+    };
   }
   if (opts.stream) {
-    return { kind: "response", response: { ...base, body: Buffer.alloc(0), framing: "stream" }, consumed: headLength };
+    return {
+      kind: "response",
+      response: { ...base, body: Buffer.alloc(0), framing: "stream" },
+      consumed: headLength,
+    };
   }
   if (te !== undefined && /chunked/i.test(te)) {
     const r = readChunked(buf, headLength);
@@ -181,7 +195,11 @@ export function parseResponse(buf: Buffer, opts: ParseOptions = {}): ParseResult
     };
   }
   if (!opts.closed) return { kind: "incomplete" };
-  return { kind: "response", response: { ...base, body: buf.subarray(headLength), framing: "close" }, consumed: buf.length };
+  return {
+    kind: "response",
+    response: { ...base, body: buf.subarray(headLength), framing: "close" },
+    consumed: buf.length,
+  };
 }
 
 export interface ExchangeOptions {
@@ -191,6 +209,8 @@ export interface ExchangeOptions {
   readonly settleMs?: number;
   /** Overall bound. Default 5 s. */
   readonly timeoutMs?: number;
+  /** Once a response head has arrived, stop after this long even if the body is still coming (streams). */
+  readonly headGraceMs?: number;
   /** Method of each request in order (only HEAD matters: its response has no body). */
   readonly methods?: readonly string[];
   /** Half-close our side after writing. */
@@ -245,7 +265,11 @@ export function parseResponses(
 }
 
 /** Opens a connection, writes `bytes` exactly, reads until close, timeout or the expected responses. */
-export function rawExchange(target: RawTarget, bytes: Bytes, opts: ExchangeOptions = {}): Promise<RawExchange> {
+export function rawExchange(
+  target: RawTarget,
+  bytes: Bytes,
+  opts: ExchangeOptions = {},
+): Promise<RawExchange> {
   const timeoutMs = opts.timeoutMs ?? 5_000;
   const settleMs = opts.settleMs ?? 150;
   return new Promise((resolve) => {
@@ -274,7 +298,12 @@ export function rawExchange(target: RawTarget, bytes: Bytes, opts: ExchangeOptio
         ...(socketError ? { socketError } : {}),
       });
     };
+    let headTimer: NodeJS.Timeout | undefined;
     const check = () => {
+      if (opts.headGraceMs !== undefined && !headTimer && /\r?\n\r?\n/.test(buf.toString("latin1"))) {
+        headTimer = setTimeout(() => finish(false), opts.headGraceMs);
+        timers.push(headTimer);
+      }
       if (opts.responses === undefined || settleTimer) return;
       const parsed = parseResponses(buf, closed, opts.methods);
       if (parsed.responses.filter((r) => r.status >= 200).length >= opts.responses) {
@@ -374,7 +403,10 @@ export class RawConnection {
       const v = probe();
       if (v !== undefined) return v;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; have ${JSON.stringify(this.buf.subarray(0, 200).toString("latin1"))}`);
+      if (left <= 0)
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting for ${what}; have ${JSON.stringify(this.buf.subarray(0, 200).toString("latin1"))}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -413,7 +445,10 @@ export class RawConnection {
         const r = parseResponse(this.buf, { head: opts.head, stream: opts.stream, closed: this.peerEnded });
         if (r.kind === "error") throw new Error(r.error);
         if (r.kind === "incomplete") {
-          if (this.peerEnded) throw new Error(`connection closed before a complete response; have ${JSON.stringify(this.buf.toString("latin1"))}`);
+          if (this.peerEnded)
+            throw new Error(
+              `connection closed before a complete response; have ${JSON.stringify(this.buf.toString("latin1"))}`,
+            );
           return undefined;
         }
         this.buf = this.buf.subarray(r.consumed);
@@ -434,7 +469,8 @@ export class RawConnection {
           this.buf = Buffer.alloc(0);
           return out;
         }
-        if (this.peerEnded) throw new Error(`connection closed; have ${JSON.stringify(this.buf.toString("latin1"))}`);
+        if (this.peerEnded)
+          throw new Error(`connection closed; have ${JSON.stringify(this.buf.toString("latin1"))}`);
         return undefined;
       },
       timeoutMs,

@@ -11,7 +11,7 @@
  * the JSON file unchanged.
  */
 import type { RouteDef } from "../../src/routing/route-def.js";
-import { header, httpRequest, messageOf, type RawTarget, rawExchange } from "./raw-http.js";
+import { header, httpRequest, type RawTarget, rawExchange } from "./raw-http.js";
 
 /** The name used wherever a route wants an id: no object by this name ever exists. */
 export const DUMMY = "portcullis-nonexistent";
@@ -26,6 +26,12 @@ export interface CorpusTarget {
 }
 
 /* ------------------------------------------------------------------ PRNG */
+
+/** Whether any char code of `s` satisfies `test` (control bytes, written without regex literals). */
+function hasByte(s: string, test: (code: number) => boolean): boolean {
+  for (let i = 0; i < s.length; i++) if (test(s.charCodeAt(i))) return true;
+  return false;
+}
 
 /** mulberry32: a tiny deterministic PRNG, returns floats in [0, 1). */
 export function prng(seed: number): () => number {
@@ -51,7 +57,15 @@ const V = "/v1.41";
 /** Hand-written hostile and edge-case targets, grouped by what they probe. */
 export function handWrittenTargets(): CorpusTarget[] {
   const groups: Record<string, string[]> = {
-    baseline: [`${V}/containers/json`, "/containers/json", "/_ping", `${V}/_ping`, "/version", `${V}/info`, `${V}/containers/${D}/json`],
+    baseline: [
+      `${V}/containers/json`,
+      "/containers/json",
+      "/_ping",
+      `${V}/_ping`,
+      "/version",
+      `${V}/info`,
+      `${V}/containers/${D}/json`,
+    ],
     "dot segments": [
       "//containers/json",
       `${V}//containers/json`,
@@ -336,7 +350,8 @@ export function handWrittenTargets(): CorpusTarget[] {
     ],
   };
   const out: CorpusTarget[] = [];
-  for (const [note, targets] of Object.entries(groups)) for (const target of targets) out.push({ target, source: "hand", note });
+  for (const [note, targets] of Object.entries(groups))
+    for (const target of targets) out.push({ target, source: "hand", note });
   return out;
 }
 
@@ -467,7 +482,12 @@ function mutate(rand: () => number, path: string): string {
     case 9: // ".." that climbs back
       if (segs.length > 2) {
         const i = 1 + Math.floor(rand() * (segs.length - 1));
-        segs.splice(i, 0, pick(rand, ["x", DUMMY, "containers", "secrets"]), pick(rand, ["..", "%2e%2e", ".%2e"]));
+        segs.splice(
+          i,
+          0,
+          pick(rand, ["x", DUMMY, "containers", "secrets"]),
+          pick(rand, ["..", "%2e%2e", ".%2e"]),
+        );
       }
       return segs.join("/");
     case 10: // absolute-form
@@ -486,7 +506,16 @@ export function generatedTargets(
 ): CorpusTarget[] {
   const rand = prng(seed);
   const literals = literalSegments(routes);
-  const names = [DUMMY, DUMMY, `x/${DUMMY}`, `${DUMMY}/json`, "json", "create", `${DUMMY}:latest`, `docker.io/library/${DUMMY}`];
+  const names = [
+    DUMMY,
+    DUMMY,
+    `x/${DUMMY}`,
+    `${DUMMY}/json`,
+    "json",
+    "create",
+    `${DUMMY}:latest`,
+    `docker.io/library/${DUMMY}`,
+  ];
   const seen = new Set<string>(exclude);
   const out: CorpusTarget[] = [];
   for (let attempts = 0; out.length < count && attempts < count * 20; attempts++) {
@@ -510,7 +539,7 @@ export function generatedTargets(
     for (let i = 0; i < mutations; i++) path = mutate(rand, path);
     const prefix = pick(rand, VERSION_PREFIXES);
     const target = path.startsWith("http") ? path : prefix + path;
-    if (seen.has(target) || /[\x00-\x20\x7f-\xff]/.test(target)) continue;
+    if (seen.has(target) || hasByte(target, (c) => c <= 0x20 || c >= 0x7f)) continue;
     seen.add(target);
     out.push({ target, source: "generated", note });
   }
@@ -533,13 +562,13 @@ export function buildCorpusTargets(routes: readonly RouteDef[]): CorpusTarget[] 
 
 /** Lenient percent-decoding for the safety filter (never fails; decodes twice to stay on the safe side). */
 function looseDecode(s: string): string {
-  const once = (x: string) => x.replace(/%([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
+  const once = (x: string) =>
+    x.replace(/%([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
   return once(once(s));
 }
 
 /** Handlers that would change state, reach out to the network or run for long, whatever the id. */
-const NEVER_ANY_METHOD =
-  /images\/search|distribution|plugins\/privileges|pprof\/profile|pprof\/trace/;
+const NEVER_ANY_METHOD = /images\/search|distribution|plugins\/privileges|pprof\/profile|pprof\/trace/;
 const NEVER_WRITE =
   /prune|swarm|session|grpc|auth|build|images\/create|images\/load|plugins\/create|commit|pull|push|upgrade|debug|pprof/;
 
@@ -584,15 +613,23 @@ export function corpusRequest(method: string, target: string): Buffer {
 }
 
 /** Sends one corpus request on a fresh connection and reads the answer (streams: the head and a moment). */
-export async function ask(to: RawTarget, method: string, target: string): Promise<{
-  status: number;
-  headers: readonly (readonly [string, string])[];
-  body: Buffer;
-} | { error: string }> {
+export async function ask(
+  to: RawTarget,
+  method: string,
+  target: string,
+): Promise<
+  | {
+      status: number;
+      headers: readonly (readonly [string, string])[];
+      body: Buffer;
+    }
+  | { error: string }
+> {
   const ex = await rawExchange(to, corpusRequest(method, target), {
     responses: 1,
     settleMs: 0,
-    timeoutMs: 400,
+    timeoutMs: 5_000,
+    headGraceMs: 300,
     methods: [method],
   });
   const r = ex.finals[0];
@@ -601,8 +638,14 @@ export async function ask(to: RawTarget, method: string, target: string): Promis
   const head = /^HTTP\/1\.[01] (\d{3})/.exec(ex.raw.toString("latin1"));
   if (head) {
     const end = ex.raw.indexOf("\r\n\r\n");
-    const lines = ex.raw.subarray(0, end === -1 ? ex.raw.length : end).toString("latin1").split("\r\n").slice(1);
-    const headers = lines.map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()] as const);
+    const lines = ex.raw
+      .subarray(0, end === -1 ? ex.raw.length : end)
+      .toString("latin1")
+      .split("\r\n")
+      .slice(1);
+    const headers = lines.map(
+      (l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()] as const,
+    );
     return { status: Number(head[1]), headers, body: Buffer.alloc(0) };
   }
   return { error: ex.socketError ?? (ex.closed ? "closed without an answer" : "no answer") };
@@ -681,7 +724,8 @@ export interface Signature {
 const HOLE = "\u0000NAME\u0000";
 
 export function signatureOf(operation: string, method: string, a: DaemonAnswer): Signature {
-  const template = a.status >= 200 && a.status < 300 ? `2xx ${fingerprint(a)}` : a.message.split(DUMMY).join(HOLE);
+  const template =
+    a.status >= 200 && a.status < 300 ? `2xx ${fingerprint(a)}` : a.message.split(DUMMY).join(HOLE);
   return { operation, method, status: a.status, template };
 }
 
@@ -737,8 +781,13 @@ export type OracleResult =
       readonly versionRejected?: "too-old" | "too-new";
     };
 
-/** Routes present in the table but not in dockerd 20.10 (newer daemons only). */
-export const NOT_IN_20_10 = new Set(["ImageAttestations", "VolumeUpdate"]);
+/**
+ * Whether dockerd 20.10 (API 1.41) serves a route of the table: spec routes first listed after 1.41
+ * are newer (ImageAttestations, VolumeUpdate, ...); daemon-only routes are all in 20.10.
+ */
+export function inDockerd2010(route: Pick<RouteDef, "since">): boolean {
+  return route.since === "daemon" || compareVersions(route.since, "1.41") <= 0;
+}
 
 interface OracleRoute {
   readonly route: RouteDef;
@@ -756,30 +805,31 @@ export class Dockerd2010Router {
   private readonly routes: OracleRoute[];
 
   constructor(routes: readonly RouteDef[]) {
-    this.routes = routes
-      .filter((r) => !NOT_IN_20_10.has(r.operation))
-      .map((route) => {
-        const names: string[] = [];
-        const body = route.muxPath.replace(/[^{}]+|\{([^}:]+)(?::([^}]*))?\}/g, (m, name?: string, pattern?: string) => {
+    this.routes = routes.filter(inDockerd2010).map((route) => {
+      const names: string[] = [];
+      const body = route.muxPath.replace(
+        /[^{}]+|\{([^}:]+)(?::([^}]*))?\}/g,
+        (m, name?: string, pattern?: string) => {
           if (name === undefined) return escapeRe(m);
           names.push(name);
           // Go's "." excludes "\n" (no s flag); a negated class like [^/] does match "\n".
           return `(${(pattern ?? "[^/]+").replace(/\./g, "[^\\n]")})`;
-        });
-        const debug = route.section === "debug";
-        return {
-          route,
-          names,
-          // 20.10 registers /debug/* with no version prefix and no method restriction.
-          versioned: debug ? null : new RegExp(`^/v[0-9.]+${body}$`),
-          plain: new RegExp(`^${body}$`),
-        };
-      });
+        },
+      );
+      const debug = route.section === "debug";
+      return {
+        route,
+        names,
+        // 20.10 registers /debug/* with no version prefix and no method restriction.
+        versioned: debug ? null : new RegExp(`^/v[0-9.]+${body}$`),
+        plain: new RegExp(`^${body}$`),
+      };
+    });
   }
 
   route(method: string, target: string): OracleResult {
     // request line: Go rejects any CTL byte in the target (net/url), and a space splits the line.
-    if (/[\x00-\x1f\x7f ]/.test(target)) return { class: "bad-request" };
+    if (hasByte(target, (c) => c <= 0x20 || c === 0x7f)) return { class: "bad-request" };
     let rest = target;
     // net/http answers `OPTIONS *` itself; any other method gets mux's clean-path redirect for "*"
     if (rest === "*") return method === "OPTIONS" ? { class: "net-http" } : { class: "redirect" };
@@ -837,8 +887,10 @@ export class Dockerd2010Router {
           const v = /^\/v([0-9.]+)/.exec(path)?.[1] as string;
           const cmpOld = compareVersions(v, "1.12");
           const cmpNew = compareVersions(v, "1.41");
-          if (cmpOld < 0) return { class: "handler", operation: r.route.operation, params, versionRejected: "too-old" };
-          if (cmpNew > 0) return { class: "handler", operation: r.route.operation, params, versionRejected: "too-new" };
+          if (cmpOld < 0)
+            return { class: "handler", operation: r.route.operation, params, versionRejected: "too-old" };
+          if (cmpNew > 0)
+            return { class: "handler", operation: r.route.operation, params, versionRejected: "too-new" };
         }
         return { class: "handler", operation: r.route.operation, params };
       }
@@ -940,7 +992,11 @@ export interface Corpus {
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (x: T, i: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (x: T, i: number) => Promise<R>,
+): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
   await Promise.all(
@@ -976,7 +1032,8 @@ export async function askAndClassify(
     const v = headVersion ?? (versionReject?.[1] === "old" ? "too-old" : "too-new");
     // the route matched but the prefix was refused: ask again with a valid prefix to see which handler
     const alt = /^\/v[0-9.]+(?=\/)/.exec(target) ? target.replace(/^\/v[0-9.]+(?=\/)/, "/v1.41") : null;
-    if (alt === null || notAskedReason(method, alt) !== null) return { s: a.status, c: a.class, b: a.body, v };
+    if (alt === null || notAskedReason(method, alt) !== null)
+      return { s: a.status, c: a.class, b: a.body, v };
     const again = await ask(to, method, alt);
     if ("error" in again) return { s: a.status, c: a.class, b: a.body, v };
     const cands = handlerCandidates(signatures, method, toAnswer(method, again));
@@ -1026,7 +1083,10 @@ export async function recordCorpus(
   progress: (done: number, total: number) => void = () => {},
 ): Promise<Corpus> {
   const versionRaw = await ask(to, "GET", "/version");
-  const daemon = "error" in versionRaw ? "unknown" : (/"Version":"([^"]+)"/.exec(versionRaw.body.toString())?.[1] ?? "unknown");
+  const daemon =
+    "error" in versionRaw
+      ? "unknown"
+      : (/"Version":"([^"]+)"/.exec(versionRaw.body.toString())?.[1] ?? "unknown");
   const signatures = await collectSignatures(to, routes);
   const targets = buildCorpusTargets(routes);
   const jobs = targets.flatMap((t) => METHODS.map((m) => [t, m] as const));

@@ -89,3 +89,66 @@ export async function startCli(
     },
   };
 }
+
+export interface PolicyTestProxy {
+  /** What serve() returned: addresses, reload(), policy(), close(). */
+  readonly serving: Awaited<ReturnType<typeof serve>>;
+  /** Bound address of the listener with this name, without the name: `tcp://127.0.0.1:PORT`, `tls://...`, `unix:///...`. */
+  address(listener: string): string;
+  /** The bound TCP port of the listener with this name. */
+  port(listener: string): number;
+  /** JSON log records written so far. */
+  readonly logs: Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+/**
+ * An in-process proxy configured by the policy file `configPath` (its listeners included), in front
+ * of `socketPath`. `env` is all the environment the policy sees (token variables): nothing is taken
+ * from process.env.
+ */
+export async function startPolicyProxy(
+  configPath: string,
+  socketPath: string,
+  env: Record<string, string> = {},
+): Promise<PolicyTestProxy> {
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const line of String(chunk).split("\n")) if (line.trim()) logs.push(JSON.parse(line));
+      done();
+    },
+  });
+  const fullEnv = { SOCKET_PATH: socketPath, LOG_LEVEL: "debug", ...env };
+  const config = loadConfig(fullEnv, { config: configPath });
+  const serving = await serve(config, createLogger(config.logLevel, sink), fullEnv);
+  const address = (listener: string) => {
+    const found = serving.addresses.find((a) => a.startsWith(`${listener}=`));
+    if (found === undefined) throw new Error(`no listener "${listener}" in ${serving.addresses.join(", ")}`);
+    return found.slice(listener.length + 1);
+  };
+  return {
+    serving,
+    address,
+    port: (listener) => {
+      const a = address(listener);
+      return Number(a.slice(a.lastIndexOf(":") + 1));
+    },
+    logs,
+    stop: () => serving.close(200),
+  };
+}
+
+/** JSON log records in a CLI process's output (non-JSON lines skipped). */
+export function logRecords(output: string): Record<string, unknown>[] {
+  const records: Record<string, unknown>[] = [];
+  for (const line of output.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      records.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      /* a line still being written */
+    }
+  }
+  return records;
+}

@@ -39,12 +39,18 @@ export type UpstreamSpec =
 export interface Limits {
   /** Largest request head (request line + headers) in bytes; larger gets 431. */
   readonly maxHeaderBytes: number;
+  /** Most header fields in one request; more gets 431 (never silently truncated). */
+  readonly maxHeaderCount: number;
+  /** Open client connections per listener; more are accepted and closed at once, unanswered. */
+  readonly maxConnections: number;
   /** Time a client has to send a complete request head (slowloris guard). */
   readonly headersTimeoutMs: number;
   /** Idle keep-alive connections are closed after this long. */
   readonly keepAliveTimeoutMs: number;
   /** Largest request body read before a hijack (exec start's JSON); larger gets 413. */
   readonly hijackBodyMaxBytes: number;
+  /** Largest body read for inspection (container/service create...); larger gets 413. */
+  readonly bodyMaxBytes: number;
 }
 
 export interface ProxyConfig {
@@ -58,13 +64,22 @@ export interface ProxyConfig {
   readonly limits: Limits;
   /** Time open streams get to end on SIGTERM before the process exits. */
   readonly shutdownGraceMs: number;
+  /** Audit file with every decision (PORTCULLIS_AUDIT_LOG); reopened on SIGUSR1. */
+  readonly auditLogFile?: string;
+  /** Admin listener for /metrics, /health, /ready and the live view (PORTCULLIS_ADMIN_LISTEN); never an API listener. */
+  readonly adminListener?: ListenerSpec;
+  /** Where learn-mode profiles' generated policy is written (PORTCULLIS_LEARN_OUTPUT). */
+  readonly learnOutput?: string;
 }
 
 export const DEFAULT_LIMITS: Limits = {
   maxHeaderBytes: 16 * 1024,
+  maxHeaderCount: 100,
+  maxConnections: 4096,
   headersTimeoutMs: 30_000,
   keepAliveTimeoutMs: 60_000,
   hijackBodyMaxBytes: 1024 * 1024,
+  bodyMaxBytes: 1024 * 1024,
 };
 
 export function describeListener(l: ListenerSpec): string {

@@ -1,5 +1,6 @@
 /** The policy file's shape (zod). docs/policy.schema.json is generated from it for editors. */
 import { z } from "zod";
+import { REDACTIONS } from "../proxy/view.js";
 
 const selector = z
   .string()
@@ -25,6 +26,43 @@ const allowRule = z.strictObject({ allow: selectors, when: conditions.optional()
 const denyRule = z.strictObject({ deny: selectors, when: conditions.optional() });
 export const ruleSchema = z.union([allowRule, denyRule]);
 
+const globs = (what: string) => z.array(z.string().min(1)).describe(what);
+
+/** Request-body rules; every key is optional and falls back to the secure default. */
+export const bodyRulesSchema = z
+  .strictObject({
+    privileged: z.boolean().optional().describe("privileged containers, exec and plugin services (default false)"),
+    capabilities: globs("capabilities that may be added, without CAP_ (default none; ALL must be listed to allow ALL)").optional(),
+    devices: z.boolean().optional().describe("devices, device cgroup rules, device requests such as GPUs (default false)"),
+    host_namespaces: z.boolean().optional().describe("host network/pid/ipc/uts/userns/cgroupns, macvlan/ipvlan networks (default false)"),
+    unconfined: z.boolean().optional().describe("seccomp/apparmor unconfined, SELinux disabled, unmasked /proc paths, custom seccomp (default false)"),
+    bind_sources: globs("host paths that may be bind-mounted, e.g. /srv/data/** (default none)").optional(),
+    volumes_from: z.boolean().optional().describe("VolumesFrom (default false)"),
+    sysctls: globs("sysctl names that may be set (default none)").optional(),
+    runtimes: globs("runtimes other than the default that may be used (default none)").optional(),
+    non_root: z.boolean().optional().describe("require an explicit non-root user (default false)"),
+    images: globs("images that may be run, normalized like docker.io/library/nginx (default **)").optional(),
+    exec_commands: globs("exec command lines (argv joined by spaces; * matches anything) that may be created (default *)").optional(),
+  })
+  .describe("rules on container/exec/service/volume/network/plugin request bodies");
+
+/** What a profile may see: objects matching ALL `labels` OR ANY `names` glob (docs/policy.md "Visibility"). */
+const visibilitySchema = z
+  .strictObject({
+    labels: z
+      .record(z.string().min(1), z.string().nullable())
+      .optional()
+      .describe("labels an object must all carry, label -> value (null: the label is present, any value)"),
+    names: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe("name globs, any of which makes an object visible (images: repo tags); * stops at /, ** does not"),
+  })
+  .describe(
+    "containers, services, tasks, networks, volumes and images this profile may see: all labels OR any name; others are 404",
+  );
+
 export const profileSchema = z.strictObject({
   mode: z
     .enum(["enforce", "audit", "learn"])
@@ -33,6 +71,20 @@ export const profileSchema = z.strictObject({
       "audit forwards what the rules would deny and logs it; learn does the same and records every operation used, to write a least-privilege policy",
     ),
   rules: z.array(ruleSchema).default([]).describe("first matching rule wins; no match means deny"),
+  visibility: visibilitySchema.optional(),
+  redact: z
+    .array(z.enum(REDACTIONS))
+    .optional()
+    .describe("fields removed from answers (docs/policy.md \"Redaction\"), e.g. container.env"),
+  body: z
+    .union([z.literal(false), bodyRulesSchema])
+    .optional()
+    .describe("what request bodies may contain (secure defaults apply when omitted); false turns body inspection off"),
+  mutate: z
+    .strictObject({
+      labels: z.record(z.string(), z.string()).describe("labels stamped on created containers, services, networks and volumes"),
+    })
+    .optional(),
 });
 
 const secretSource = z.union([

@@ -1,10 +1,22 @@
 /** The Policy built from a validated policy file: clients in order, each pointing at a profile. */
 import { readFileSync } from "node:fs";
+import { ConfigError } from "../config/errors.js";
 import type { LoadedPolicyFile } from "../config/policy-file.js";
 import type { RouteDef } from "../routing/route-def.js";
 import { type ClientMatcher, compileClientMatch } from "./clients.js";
-import type { Policy, Profile, ResolvedClient } from "./policy.js";
+import type { Policy, Profile, ResolvedClient, ViewFilter } from "./policy.js";
+import { compileBodyInspector, SECURE_BODY_DEFAULTS } from "./body-rules.js";
 import { compileProfile } from "./profile.js";
+import { compileView } from "../proxy/view.js";
+
+/** The profile's visibility and redaction, when it has either. */
+function viewOf(spec: LoadedPolicyFile["data"]["profiles"][string]): { view?: ViewFilter } {
+  const view = compileView({
+    ...(spec.visibility ? { visibility: spec.visibility } : {}),
+    ...(spec.redact ? { redact: spec.redact } : {}),
+  });
+  return view ? { view } : {};
+}
 
 const DENY_ALL: Profile = {
   name: "(none)",
@@ -20,15 +32,35 @@ const DENY_ALL: Profile = {
 function readToken(
   source: { env: string } | { file: string },
   env: Readonly<Record<string, string | undefined>>,
+  client: string,
 ): string {
+  // ConfigErrors: the CLI reports them as one clear line (no stack), and never shows a token value.
   if ("env" in source) {
     const value = env[source.env];
     if (value === undefined || value === "")
-      throw new Error(`token variable ${source.env} is not set or empty`);
+      throw new ConfigError(
+        source.env,
+        "",
+        `the bearer token of client "${client}": token variable ${source.env} is not set or empty`,
+      );
     return value;
   }
-  const value = readFileSync(source.file, "utf8").replace(/\r?\n$/, "");
-  if (value === "") throw new Error(`token file ${source.file} is empty`);
+  let value: string;
+  try {
+    value = readFileSync(source.file, "utf8").replace(/\r?\n$/, "");
+  } catch (error) {
+    throw new ConfigError(
+      `token file of client "${client}"`,
+      source.file,
+      `a readable file holding the token (${(error as Error).message})`,
+    );
+  }
+  if (value === "")
+    throw new ConfigError(
+      `token file of client "${client}"`,
+      source.file,
+      "a file holding the token; it is empty",
+    );
   return value;
 }
 
@@ -41,13 +73,22 @@ export function filePolicy(
   for (const [name, spec] of Object.entries(loaded.data.profiles)) {
     profiles.set(
       name,
-      compileProfile({ name, mode: spec.mode, rules: loaded.rules.get(name) ?? [] }, routes),
+      compileProfile(
+        {
+          name,
+          mode: spec.mode,
+          rules: loaded.rules.get(name) ?? [],
+          ...(spec.body === false ? {} : { body: compileBodyInspector(name, spec.mode, { ...SECURE_BODY_DEFAULTS, ...spec.body }, spec.mutate) }),
+          ...viewOf(spec),
+        },
+        routes,
+      ),
     );
   }
   const clients: { matches: ClientMatcher; resolved: ResolvedClient }[] = loaded.data.clients.map((c) => {
     const { token, ...rest } = c.match;
     return {
-      matches: compileClientMatch({ ...rest, ...(token ? { token: readToken(token, env) } : {}) }),
+      matches: compileClientMatch({ ...rest, ...(token ? { token: readToken(token, env, c.name) } : {}) }),
       resolved: { client: c.name, profile: profiles.get(c.profile) as Profile },
     };
   });

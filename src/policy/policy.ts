@@ -49,6 +49,56 @@ export interface Profile {
   readonly name: string;
   readonly mode: ProfileMode;
   decide(request: RoutedRequest): Decision;
+  /** Rules on request bodies (create/update/exec...), when the profile inspects them. */
+  readonly body?: BodyInspector;
+  /** What the profile may see (visibility) and what is removed from answers (redaction), when configured. */
+  readonly view?: ViewFilter;
+}
+
+/** Checks (and, for documented mutations, rewrites) the body of an allowed request before it is forwarded. */
+export interface BodyInspector {
+  /** Whether `operation` has a body this inspector must read before forwarding. */
+  inspects(operation: string): boolean;
+  /** The verdict on the complete body: forward `body` (the original bytes unless mutated), or refuse. */
+  check(request: RoutedRequest, body: Buffer, daemon: DaemonLookup): Promise<BodyVerdict>;
+}
+
+/** What body rules may ask the daemon (read-only). */
+export interface DaemonLookup {
+  /** The driver of a network given by name or ID ("host", "bridge", ...), undefined when there is none. */
+  networkDriver(ref: string): Promise<string | undefined>;
+}
+
+export type BodyVerdict =
+  | {
+      readonly ok: true;
+      readonly body: Buffer;
+      readonly mutated: boolean;
+      /** Set when an audit or learn profile would have refused the body: forwarded, logged. */
+      readonly audit?: { readonly rule: string; readonly message: string };
+    }
+  | { readonly ok: false; readonly status: 400 | 403 | 413; readonly message: string; readonly rule: string };
+
+/** Response-side policy of a profile; implemented in src/proxy (it needs the daemon). */
+export interface ViewFilter {
+  readonly kind: "view";
+  /** The profile's `visibility:`, or undefined when it sees every object (it only redacts). */
+  readonly visibility?: {
+    readonly labels?: Readonly<Record<string, string | null>>;
+    readonly names?: readonly string[];
+  };
+  /** The profile's `redact:` vocabulary entries (see src/proxy/view.ts), in file order. */
+  readonly redact: readonly string[];
+  /** Whether an object with these names and labels may be seen (always true without visibility). */
+  visible(object: ViewedObject): boolean;
+  /** Removes the redacted fields from the parsed JSON answer of `operation`, in place; returns how many. */
+  redactAnswer(operation: string, answer: unknown): number;
+}
+
+/** An object as visibility sees it: names (containers without the leading "/", image repo tags) and labels. */
+export interface ViewedObject {
+  readonly names: readonly string[];
+  readonly labels: unknown;
 }
 
 export interface ResolvedClient {

@@ -4,7 +4,15 @@
  */
 import type { RouteDef } from "../routing/route-def.js";
 import { type Conditions, evaluateConditions } from "./conditions.js";
-import type { Decision, Profile, ProfileMode, RoutedRequest, RuleSource } from "./policy.js";
+import type {
+  BodyInspector,
+  Decision,
+  Profile,
+  ProfileMode,
+  RoutedRequest,
+  RuleSource,
+  ViewFilter,
+} from "./policy.js";
 import { resolveSelector } from "./selectors.js";
 
 export interface RuleSpec {
@@ -18,6 +26,8 @@ export interface ProfileSpec {
   readonly name: string;
   readonly mode: ProfileMode;
   readonly rules: readonly RuleSpec[];
+  readonly body?: BodyInspector;
+  readonly view?: ViewFilter;
 }
 
 export function ruleText(rule: Pick<RuleSpec, "effect" | "selectors" | "when">): string {
@@ -50,6 +60,8 @@ export function compileProfile(spec: ProfileSpec, routes: readonly RouteDef[]): 
   return {
     name: spec.name,
     mode: spec.mode,
+    ...(spec.body ? { body: spec.body } : {}),
+    ...(spec.view ? { view: spec.view } : {}),
     decide(request: RoutedRequest): Decision {
       const op = request.match.route.operation;
       for (const rule of candidates.get(op) ?? []) {

@@ -17,12 +17,19 @@ function hasBody(req: IncomingMessage): boolean {
   return cl !== undefined && cl !== "0";
 }
 
+/**
+ * `inspected` is the body already read and checked (the original bytes unless a documented mutation
+ * applied): it is sent with a Content-Length instead of streaming the client's framing.
+ */
 export function forward(
   req: IncomingMessage,
   res: ServerResponse,
   upstream: Upstream,
+  inspected?: Buffer,
 ): Promise<ForwardOutcome> {
-  const withBody = hasBody(req);
+  const withBody = inspected === undefined && hasBody(req);
+  const headers = endToEndRequestHeaders(req.rawHeaders, { keepContentLength: withBody });
+  if (inspected !== undefined && inspected.length > 0) headers.push("Content-Length", String(inspected.length));
   const abort = new AbortController();
   // A client that goes away mid-stream releases the daemon connection too.
   const onClose = () => {
@@ -35,8 +42,8 @@ export function forward(
       {
         method: req.method as string,
         path: req.url as string,
-        headers: endToEndRequestHeaders(req.rawHeaders, { keepContentLength: withBody }),
-        body: withBody ? req : null,
+        headers,
+        body: inspected !== undefined ? (inspected.length > 0 ? inspected : null) : withBody ? req : null,
         signal: abort.signal,
       },
       ({ statusCode, headers }) => {

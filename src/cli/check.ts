@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse } from "yaml";
+import { ConfigError } from "../config/errors.js";
 import type { ClientContext, Policy } from "../policy/policy.js";
 import { where } from "../policy/profile.js";
 import { riskClasses } from "../policy/risk.js";
@@ -28,7 +29,8 @@ export function explain(
   target: string,
 ): Explanation {
   const resolved = policy.clientNamed(clientName ?? "anonymous");
-  if (resolved === undefined) throw new Error(`no client named "${clientName}" in ${policy.origin}`);
+  if (resolved === undefined)
+    throw new ConfigError("--client", clientName ?? "", `a client named in ${policy.origin}, or anonymous`);
   const context: ClientContext = {
     listener: "(offline)",
     remoteAddress: undefined,
@@ -90,6 +92,9 @@ function changeHint(
     return allowed ? "unset the toggle named in the rule" : "see the message for the toggle to set";
   }
   const rule = `"- ${allowed ? "deny" : "allow"}: ${operation}"`;
+  // An unmatched client without default_profile has no profile to add a rule to.
+  if (profile === "(none)")
+    return `add a client entry that matches it, or a default_profile, whose profile has ${rule}`;
   return line === undefined
     ? `add ${rule} to profile ${profile}`
     : `add ${rule} to profile ${profile} before line ${line}`;
@@ -109,17 +114,32 @@ export interface CaseFile {
 }
 
 export function readCaseFile(path: string): CaseFile & { baseDir: string } {
-  const data = parse(readFileSync(path, "utf8")) as Partial<CaseFile> | null;
-  if (data === null || !Array.isArray(data.cases)) throw new Error(`${path}: expected a "cases:" list`);
+  // ConfigErrors: the CLI prints them as one line and exits 2, apart from a failing case's 1.
+  let data: Partial<CaseFile> | null;
+  try {
+    data = parse(readFileSync(path, "utf8")) as Partial<CaseFile> | null;
+  } catch (error) {
+    throw new ConfigError(
+      "cases file",
+      path,
+      `a readable YAML file (${(error as Error).message.split("\n")[0]})`,
+    );
+  }
+  if (data === null || !Array.isArray(data.cases))
+    throw new ConfigError("cases file", path, 'a YAML file with a "cases:" list');
   for (const [i, c] of data.cases.entries()) {
     if (typeof c?.request !== "string" || !/^\S+ \S+$/.test(c.request)) {
-      throw new Error(
-        `${path}: cases[${i}].request must be "METHOD TARGET", found ${JSON.stringify(c?.request)}`,
+      throw new ConfigError(
+        `${path}: cases[${i}].request`,
+        String(c?.request ?? ""),
+        '"METHOD TARGET", e.g. "GET /v1.41/containers/json"',
       );
     }
     if (!["allow", "deny", "refuse", "not-found", "audit"].includes(c.expect)) {
-      throw new Error(
-        `${path}: cases[${i}].expect must be allow, deny, refuse, not-found or audit, found ${JSON.stringify(c.expect)}`,
+      throw new ConfigError(
+        `${path}: cases[${i}].expect`,
+        String(c.expect ?? ""),
+        "allow, deny, refuse, not-found or audit",
       );
     }
   }

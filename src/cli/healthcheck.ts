@@ -1,4 +1,7 @@
-/** `portcullis healthcheck`: asks the proxy for `/_ping` through its own listener; exit 0 when the daemon answers. */
+/**
+ * `portcullis healthcheck`: asks the admin listener's `/ready` when one is configured, else `/_ping`
+ * through the proxy's own listener; exit 0 when the daemon answers.
+ */
 import http from "node:http";
 import type { ListenerSpec } from "../config/config.js";
 
@@ -11,10 +14,11 @@ export function healthcheckTarget(listener: ListenerSpec): http.RequestOptions {
 export function healthcheck(
   listener: ListenerSpec,
   timeoutMs = 3000,
+  path: "/_ping" | "/ready" = "/_ping",
 ): Promise<{ ok: boolean; detail: string }> {
   return new Promise((resolve) => {
     const req = http.request(
-      { ...healthcheckTarget(listener), method: "GET", path: "/_ping", timeout: timeoutMs },
+      { ...healthcheckTarget(listener), method: "GET", path, timeout: timeoutMs },
       (res) => {
         let body = "";
         res.setEncoding("utf8");
@@ -26,8 +30,10 @@ export function healthcheck(
           resolve({
             ok,
             detail: ok
-              ? `daemon answers through the proxy (API ${res.headers["api-version"] ?? "?"})`
-              : `HTTP ${res.statusCode}: ${body.trim()}`,
+              ? path === "/ready"
+                ? `daemon answers (admin /ready: ${body.trim()})`
+                : `daemon answers through the proxy (API ${res.headers["api-version"] ?? "?"})`
+              : `HTTP ${res.statusCode}${path === "/ready" ? " from admin /ready" : ""}: ${body.trim()}`,
           });
         });
       },

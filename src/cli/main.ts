@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `portcullis` command: serve (default), healthcheck, validate, check, test, operations, toggles. */
+/** The `portcullis` command: serve (default), healthcheck, validate, check, test, learn, operations, toggles. */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -13,6 +13,7 @@ import { toggleTableMarkdown } from "../policy/toggle-table.js";
 import { ROUTES } from "../routing/route-table.generated.js";
 import { explain, readCaseFile, runCases } from "./check.js";
 import { healthcheck } from "./healthcheck.js";
+import { learnCommand } from "./learn.js";
 import { operationsTable } from "./operations.js";
 import { serveUntilSignalled } from "./serve.js";
 
@@ -20,10 +21,12 @@ const HELP = `portcullis - a default-deny policy gate for the Docker Engine API
 
 Usage:
   portcullis [serve] [--config FILE] [--listen URL]... [--upstream URL] [--log-level LEVEL]
-  portcullis healthcheck [--listen URL]
+                     [--audit-log FILE] [--admin-listen URL] [--learn-output FILE]
+  portcullis healthcheck [--listen URL] [--admin-listen URL]
   portcullis validate FILE
   portcullis check [--config FILE] [--client NAME] METHOD TARGET
   portcullis test CASES.yaml [--config FILE]
+  portcullis learn --from AUDIT.log [--config FILE] [--all-modes]
   portcullis operations [--json]
   portcullis toggles
   portcullis --help | --version
@@ -40,6 +43,12 @@ serve (default)
                     Env: DOCKER_HOST (with DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) or SOCKET_PATH.
                     Default: unix:///var/run/docker.sock.
   --log-level L     debug, info, notice, warning, err, crit (or pino names). Env: LOG_LEVEL. Default: info.
+  --audit-log FILE  Also write every decision (allowed ones too) as JSON lines to FILE
+                    (env: PORTCULLIS_AUDIT_LOG); SIGUSR1 reopens it after log rotation.
+  --admin-listen URL  Admin listener, separate from the API ones (env: PORTCULLIS_ADMIN_LISTEN),
+                    e.g. tcp://127.0.0.1:9375: /metrics (Prometheus), /health, /ready, live view at /.
+  --learn-output FILE  Profiles with mode: learn record what each client uses; the least-privilege
+                    policy for them is written to FILE (env: PORTCULLIS_LEARN_OUTPUT).
 
   Without a policy file, what is allowed comes from the Tecnativa-compatible toggles
   (1/0, true/false, yes/no, on/off):
@@ -54,7 +63,8 @@ serve (default)
   PORTCULLIS_HIJACK_BODY_MAX_BYTES, PORTCULLIS_SHUTDOWN_GRACE_MS (see docs/configuration.md).
 
 healthcheck
-  GET /_ping through the proxy's first listener; exit 0 if the daemon answers 200, else 1.
+  GET /ready on the admin listener when one is configured, else GET /_ping through the proxy's
+  first listener; exit 0 if the daemon answers 200, else 1.
 
 validate FILE
   Loads a policy file; prints every problem as FILE:LINE:COLUMN: message. Exit 0 when valid.
@@ -67,6 +77,12 @@ check [--config FILE] [--client NAME] METHOD TARGET
 test CASES.yaml [--config FILE]
   Runs a table of requests and expected decisions (allow, deny, refuse, not-found, audit); prints
   one line per case and "N passed, M failed". Exit 1 on any failure. For CI.
+
+learn --from AUDIT.log [--config FILE] [--all-modes]
+  Reads audit records (JSON lines, e.g. the PORTCULLIS_AUDIT_LOG file; "-" for stdin) and prints
+  the smallest policy allowing exactly what each client did: one profile per client, risky
+  operations marked. --config keeps each client's match: from that file. Only records of profiles
+  in learn mode are used, unless --all-modes.
 
 operations
   Lists every Docker API operation portcullis knows: name, method, path, section, kind, risk classes.
@@ -100,6 +116,11 @@ async function main(argv: string[]): Promise<number> {
       listen: { type: "string", multiple: true },
       upstream: { type: "string" },
       "log-level": { type: "string" },
+      "audit-log": { type: "string" },
+      "admin-listen": { type: "string" },
+      "learn-output": { type: "string" },
+      from: { type: "string" },
+      "all-modes": { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
@@ -119,6 +140,9 @@ async function main(argv: string[]): Promise<number> {
     ...(values.listen ? { listen: values.listen } : {}),
     ...(values.upstream !== undefined ? { upstream: values.upstream } : {}),
     ...(values["log-level"] !== undefined ? { logLevel: values["log-level"] } : {}),
+    ...(values["audit-log"] !== undefined ? { auditLog: values["audit-log"] } : {}),
+    ...(values["admin-listen"] !== undefined ? { adminListen: values["admin-listen"] } : {}),
+    ...(values["learn-output"] !== undefined ? { learnOutput: values["learn-output"] } : {}),
   };
   switch (command) {
     case "serve":
@@ -128,7 +152,9 @@ async function main(argv: string[]): Promise<number> {
       const config = loadConfig(process.env, cli);
       const listener = config.listeners[0];
       if (listener === undefined) return 1;
-      const result = await healthcheck(listener);
+      const result = config.adminListener
+        ? await healthcheck(config.adminListener, 3000, "/ready")
+        : await healthcheck(listener);
       (result.ok ? process.stdout : process.stderr).write(
         `${result.ok ? "healthy" : "unhealthy"}: ${result.detail}\n`,
       );
@@ -169,6 +195,13 @@ async function main(argv: string[]): Promise<number> {
       out([...report, `${passed} passed, ${failed} failed`].join("\n"));
       return failed === 0 ? 0 : 1;
     }
+    case "learn":
+      return learnCommand({
+        from: values.from ?? args[0],
+        config: values.config,
+        allModes: values["all-modes"] === true,
+        out,
+      });
     case "operations":
       out(values.json ? JSON.stringify(ROUTES, null, 2) : operationsTable(ROUTES));
       return 0;
@@ -177,7 +210,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     default:
       process.stderr.write(
-        `portcullis: unknown command ${JSON.stringify(command)}; expected serve, healthcheck, validate, check, test, operations or toggles (see --help)\n`,
+        `portcullis: unknown command ${JSON.stringify(command)}; expected serve, healthcheck, validate, check, test, learn, operations or toggles (see --help)\n`,
       );
       return 2;
   }

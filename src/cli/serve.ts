@@ -4,6 +4,8 @@ import { type Env, readPolicyFile } from "../config/env.js";
 import { watchFile } from "../config/watch.js";
 import { auditLog } from "../observe/audit-log.js";
 import { createLogger, type Logger } from "../observe/logger.js";
+import { startObservability } from "../observe/observability.js";
+import { combineObservers } from "../observe/observer.js";
 import { envPolicy } from "../policy/env-policy.js";
 import { filePolicy } from "../policy/file-policy.js";
 import type { Policy } from "../policy/policy.js";
@@ -18,6 +20,10 @@ export interface Serving extends RunningProxy {
   /** Re-reads the policy file; an invalid one keeps the running policy. Resolves true when swapped. */
   reload(): boolean;
   readonly policy: () => Policy;
+  /** Reopens the audit file at its path (SIGUSR1, after log rotation). */
+  reopenLogs(): void;
+  /** `admin=tcp://...` when PORTCULLIS_ADMIN_LISTEN is set. */
+  readonly adminAddress: string | undefined;
 }
 
 export function policyFor(config: ProxyConfig, env: Env): Policy {
@@ -32,7 +38,18 @@ export async function serve(
   const holder: PolicyHolder = { current: policyFor(config, env) };
   const gate = createGate(buildRouteIndex(ROUTES), holder);
   const upstream = createUpstream(config.upstream);
-  const proxy = await startProxy({ config, gate, upstream, logger, observer: auditLog(logger) });
+  const observability = await startObservability({ config, logger, upstream, policy: () => holder.current });
+  const proxy = await startProxy({
+    config,
+    gate,
+    upstream,
+    logger,
+    observer: combineObservers([auditLog(logger), observability.observer]),
+  }).catch(async (error: unknown) => {
+    await observability.closeAdmin();
+    await observability.close();
+    throw error;
+  });
   const policy = holder.current;
   logger.info(
     {
@@ -65,15 +82,21 @@ export async function serve(
       if (JSON.stringify(loaded.data.listeners) !== JSON.stringify(config.policyFile?.data.listeners)) {
         logger.warn("listener changes in the policy file take effect at the next restart");
       }
-      if (next.version === holder.current.version) return false;
+      if (next.version === holder.current.version) {
+        // The same file, but token files were just re-read: a rotated token takes effect (SIGHUP).
+        holder.current = next;
+        return false;
+      }
       const previous = holder.current.version;
       holder.current = next;
+      observability.reloaded(true, next);
       logger.info(
         { policy: next.version, previous },
         `policy reloaded from ${path}: version ${next.version}`,
       );
       return true;
     } catch (error) {
+      observability.reloaded(false, holder.current);
       logger.error(
         { policy: holder.current.version },
         `policy reload failed, keeping version ${holder.current.version}: ${(error as Error).message}`,
@@ -86,9 +109,13 @@ export async function serve(
     ...proxy,
     reload,
     policy: () => holder.current,
+    reopenLogs: () => observability.reopen(),
+    adminAddress: observability.adminAddress,
     close: async (graceMs?: number) => {
       unwatch();
+      await observability.closeAdmin();
       await proxy.close(graceMs);
+      await observability.close();
     },
   };
 }
@@ -96,6 +123,9 @@ export async function serve(
 /** Runs until SIGTERM/SIGINT, then closes within the configured grace period; SIGHUP reloads the policy. */
 export async function serveUntilSignalled(config: ProxyConfig): Promise<void> {
   const logger = createLogger(config.logLevel);
+  // SIGUSR1 reopens the audit file; listening for it also keeps Node from opening its inspector.
+  let reopen = () => {};
+  process.on("SIGUSR1", () => reopen());
   let proxy: Serving;
   try {
     proxy = await serve(config, logger);
@@ -107,6 +137,10 @@ export async function serveUntilSignalled(config: ProxyConfig): Promise<void> {
     return;
   }
   process.on("SIGHUP", () => proxy.reload());
+  reopen = () => {
+    proxy.reopenLogs();
+    logger.info({ auditLog: config.auditLogFile ?? null }, "SIGUSR1: audit log reopened");
+  };
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -18,6 +18,9 @@ export interface CliOverrides {
   readonly listen?: readonly string[];
   readonly upstream?: string;
   readonly logLevel?: string;
+  readonly auditLog?: string;
+  readonly adminListen?: string;
+  readonly learnOutput?: string;
 }
 
 export const DEFAULT_SOCKET_PATH = "/var/run/docker.sock";
@@ -66,6 +69,8 @@ function readInteger(env: Env, name: string, fallback: number, min: number): num
 function readLimits(env: Env): Limits {
   return {
     maxHeaderBytes: readInteger(env, "PORTCULLIS_MAX_HEADER_BYTES", DEFAULT_LIMITS.maxHeaderBytes, 1024),
+    maxHeaderCount: readInteger(env, "PORTCULLIS_MAX_HEADER_COUNT", DEFAULT_LIMITS.maxHeaderCount, 8),
+    maxConnections: readInteger(env, "PORTCULLIS_MAX_CONNECTIONS", DEFAULT_LIMITS.maxConnections, 1),
     headersTimeoutMs: readInteger(
       env,
       "PORTCULLIS_HEADERS_TIMEOUT_MS",
@@ -84,6 +89,7 @@ function readLimits(env: Env): Limits {
       DEFAULT_LIMITS.hijackBodyMaxBytes,
       1024,
     ),
+    bodyMaxBytes: readInteger(env, "PORTCULLIS_BODY_MAX_BYTES", DEFAULT_LIMITS.bodyMaxBytes, 1024),
   };
 }
 
@@ -162,11 +168,58 @@ export function readPolicyFile(env: Env, cli: CliOverrides): LoadedPolicyFile | 
   return path === undefined ? undefined : loadPolicyFile(path, ROUTES);
 }
 
+/** True when two listeners would bind the same socket (same path, or same TCP port on overlapping hosts). */
+function sameSocket(a: ListenerSpec, b: ListenerSpec): boolean {
+  if (a.kind === "unix" || b.kind === "unix")
+    return a.kind === "unix" && b.kind === "unix" && a.path === b.path;
+  if (a.port === 0 || a.port !== b.port) return false;
+  const wildcard = (h: string) => h === "::" || h === "0.0.0.0";
+  return a.host === b.host || wildcard(a.host) || wildcard(b.host);
+}
+
+/** Audit file, admin listener and learn output: all optional, all off by default. */
+function readObservability(
+  env: Env,
+  cli: CliOverrides,
+  listeners: readonly ListenerSpec[],
+): Pick<ProxyConfig, "auditLogFile" | "adminListener" | "learnOutput"> {
+  const pick = (flag: string, value: string | undefined, name: string): [string, string] | undefined => {
+    if (value !== undefined) return [flag, value];
+    const raw = env[name]?.trim();
+    return raw ? [name, raw] : undefined;
+  };
+  const audit = pick("--audit-log", cli.auditLog, "PORTCULLIS_AUDIT_LOG");
+  const admin = pick("--admin-listen", cli.adminListen, "PORTCULLIS_ADMIN_LISTEN");
+  const learn = pick("--learn-output", cli.learnOutput, "PORTCULLIS_LEARN_OUTPUT");
+  let adminListener: ListenerSpec | undefined;
+  if (admin !== undefined) {
+    adminListener = { ...parseListener(admin[0], admin[1]), name: "admin" };
+    if (listeners.some((l) => sameSocket(l, adminListener as ListenerSpec))) {
+      throw new ConfigError(
+        admin[0],
+        admin[1],
+        "an address no API listener uses: the admin listener is always separate (e.g. tcp://127.0.0.1:9375)",
+      );
+    }
+  }
+  for (const given of [audit, learn]) {
+    if (given !== undefined && given[1].trim() === "")
+      throw new ConfigError(given[0], given[1], "a file path");
+  }
+  return {
+    ...(audit ? { auditLogFile: audit[1] } : {}),
+    ...(adminListener ? { adminListener } : {}),
+    ...(learn ? { learnOutput: learn[1] } : {}),
+  };
+}
+
 export function loadConfig(env: Env, cli: CliOverrides = {}): ProxyConfig {
   const policyFile = readPolicyFile(env, cli);
+  const listeners = readListeners(env, cli, policyFile);
   return {
     ...(policyFile ? { policyFile } : {}),
-    listeners: readListeners(env, cli, policyFile),
+    ...readObservability(env, cli, listeners),
+    listeners,
     upstream: readUpstream(env, cli),
     toggles: readToggles(env),
     logLevel: readLogLevel(env, cli),

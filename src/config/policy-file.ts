@@ -104,7 +104,7 @@ function zodProblems(error: z.ZodError, data: unknown, at: Locator): PolicyProbl
     }
     return {
       ...at.at(path),
-      message: `${where}: found ${describeFound(found)}; ${issue.message.replace(/^Invalid input: /, "")}`,
+      message: `${where}: found ${describeFound(found)}; ${issue.message.replace(/^Invalid (input|option): /, "")}`,
     };
   });
 }
@@ -120,7 +120,8 @@ function acceptedKeys(path: Path): string[] {
   if (path[0] === "listeners")
     return path.includes("tls") ? ["cert", "key", "client_ca"] : ["name", "address", "tls"];
   if (path[0] === "profiles" && path.includes("rules")) return ["allow", "deny", "when"];
-  if (path[0] === "profiles") return ["mode", "rules"];
+  if (path[0] === "profiles" && path[2] === "visibility") return ["labels", "names"];
+  if (path[0] === "profiles") return ["mode", "rules", "visibility", "redact"];
   return [];
 }
 
@@ -219,6 +220,20 @@ export function parsePolicyText(path: string, text: string, routes: readonly Rou
       }
     }
   });
+  for (const [name, profile] of Object.entries(data.profiles)) {
+    const v = profile.visibility;
+    if (v === undefined) continue;
+    if (v.labels === undefined && v.names === undefined)
+      problems.push({
+        ...at.at(["profiles", name, "visibility"]),
+        message: `profiles.${name}.visibility: give labels, names or both (an object is visible when all labels match or any name does)`,
+      });
+    if (v.labels !== undefined && Object.keys(v.labels).length === 0)
+      problems.push({
+        ...at.at(["profiles", name, "visibility", "labels"]),
+        message: `profiles.${name}.visibility.labels: found {}; give at least one label (an empty set would match every object)`,
+      });
+  }
   if (data.default_profile !== undefined && !profileNames.includes(data.default_profile)) {
     refProblem(["default_profile"], data.default_profile, "profile", profileNames);
   }

@@ -2,7 +2,7 @@
  * listener -> canonical request -> decision: the single function every request passes through,
  * on the normal, upgrade and hijack paths alike.
  */
-import type { ClientContext, Decision, Policy, ProfileMode } from "../policy/policy.js";
+import type { ClientContext, Decision, Policy, Profile, ProfileMode } from "../policy/policy.js";
 import { type CanonicalTarget, canonicalTarget } from "../routing/canonical.js";
 import { matchRoute, type RouteIndex, type RouteMatch } from "../routing/match.js";
 import { printableTarget } from "./respond.js";
@@ -18,6 +18,8 @@ export interface Attribution {
 export type GateResult =
   | ({
       readonly verdict: "allow";
+      /** The profile that allowed it: its body and view rules still apply while forwarding. */
+      readonly profileRules: Profile;
       readonly target: CanonicalTarget;
       readonly match: RouteMatch;
       readonly decision: Decision;
@@ -27,7 +29,7 @@ export type GateResult =
       readonly status: number;
       readonly message: string;
       /** Reason code for logs and metrics. */
-      readonly reason: "bad-target" | "no-route" | "policy" | "undecidable";
+      readonly reason: "bad-target" | "no-route" | "policy" | "undecidable" | "body";
       readonly operation: string | null;
       readonly decision?: Decision;
     } & Attribution);
@@ -88,7 +90,7 @@ export function createGate(index: RouteIndex, holder: PolicyHolder): Gate {
           ...who,
         };
       }
-      if (decision.allow) return { verdict: "allow", target, match, decision, ...who };
+      if (decision.allow) return { verdict: "allow", profileRules: profile, target, match, decision, ...who };
       return {
         verdict: "deny",
         status: 403,

@@ -14,10 +14,14 @@ import { describeListener, type ListenerSpec, type ProxyConfig } from "../config
 import type { Logger } from "../observe/logger.js";
 import type { Observer } from "../observe/observer.js";
 import type { ClientContext } from "../policy/policy.js";
+import type { BodyInspector, BodyVerdict } from "../policy/policy.js";
+import { createDaemonLookup } from "./daemon-lookup.js";
+import { readBoundedBody } from "./body.js";
 import { forward } from "./forward.js";
 import type { Gate, GateResult } from "./gate.js";
 import { hijackRequest, hijackUpgrade, wantsUpgrade } from "./hijack.js";
 import { printableTarget, sendError, sendRawError } from "./respond.js";
+import { refuseTunnel, sendRefusal, viewChecked, viewForward } from "./response-filter.js";
 import type { Upstream } from "./upstream.js";
 
 export interface RunningProxy {
@@ -126,6 +130,9 @@ function createHttpServer(spec: ListenerSpec, config: ProxyConfig): http.Server 
     maxHeaderSize: config.limits.maxHeaderBytes,
     requestTimeout: 0,
     headersTimeout: config.limits.headersTimeoutMs,
+    // How often Node looks for heads past headersTimeout (default 30 s: a slow head would get up to
+    // twice its time). Connections that never send a byte are caught by the same check.
+    connectionsCheckingInterval: 1000,
     keepAliveTimeout: config.limits.keepAliveTimeoutMs,
     insecureHTTPParser: false,
   };
@@ -146,13 +153,83 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
   const listener = spec.name ?? "default";
   const server = createHttpServer(spec, config);
   server.timeout = 0;
+  // Node keeps only the first ~1,000 header fields and drops the rest without a word (a Content-Length
+  // or Authorization among them): collect them all (PORTCULLIS_MAX_HEADER_BYTES bounds them) and refuse
+  // a request with more than PORTCULLIS_MAX_HEADER_COUNT instead.
+  server.maxHeadersCount = 0;
+  // Over the limit, Node closes a new connection as soon as it is accepted, before reading anything.
+  server.maxConnections = config.limits.maxConnections;
+  let dropped = 0;
+  let dropLoggedAt = 0;
+  server.on("drop", (data) => {
+    dropped++;
+    if (Date.now() - dropLoggedAt < 1000) return;
+    dropLoggedAt = Date.now();
+    logger.warn(
+      { listener, peer: data?.remoteAddress ? `${data.remoteAddress}:${data.remotePort}` : "unix", dropped },
+      `connection closed unanswered: the listener already has ${config.limits.maxConnections} open connections (PORTCULLIS_MAX_CONNECTIONS); ${dropped} closed so far`,
+    );
+  });
+  const tooManyHeaders = (req: IncomingMessage, peer: string): string | undefined => {
+    const count = req.rawHeaders.length / 2;
+    if (count <= config.limits.maxHeaderCount) return undefined;
+    const message = `request has ${count} header fields, more than the limit of ${config.limits.maxHeaderCount} (PORTCULLIS_MAX_HEADER_COUNT)`;
+    logger.warn({ listener, peer, status: 431, headers: count }, message);
+    return message;
+  };
   /** Connections taken over by a hijack from the `request` event (attach or exec start without Upgrade). */
   const hijacked = new WeakSet<object>();
+  const daemon = createDaemonLookup(upstream);
 
   server.on(spec.tls ? "secureConnection" : "connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
+
+  /** Reads the whole body (bounded), applies the profile's body rules, then forwards the checked bytes. */
+  const inspectThenForward = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    ex: Exchange,
+    result: Extract<GateResult, { verdict: "allow" }>,
+    inspector: BodyInspector,
+  ): Promise<void> => {
+    const operation = result.match.route.operation;
+    const shown = `${operation} (${ex.method} ${printableTarget(result.target.path)})`;
+    const refuse = (status: number, message: string, rule: string) => {
+      sendError(res, status, message, true);
+      const denied: GateResult = { ...result, verdict: "deny", status, message, reason: "body", operation, decision: { allow: false, rule } };
+      observe(observer, ex, denied, status);
+    };
+    const read = await readBoundedBody(req, config.limits.bodyMaxBytes);
+    if (!read.ok) {
+      refuse(read.status, `portcullis refused ${shown}: ${read.message}`, "body.size");
+      return;
+    }
+    let verdict: BodyVerdict;
+    try {
+      verdict = await inspector.check(
+        { method: ex.method, rawTarget: ex.target, match: result.match, contentType: req.headers["content-type"] },
+        read.body,
+        daemon,
+      );
+    } catch (error) {
+      // Fail closed and visibly: a body that could not be checked is not forwarded.
+      logger.error({ err: error, target: ex.target }, "body inspection failed");
+      refuse(502, `portcullis could not check ${shown}: ${(error as Error).message}`, "body.error");
+      return;
+    }
+    if (!verdict.ok) {
+      refuse(verdict.status, `portcullis ${verdict.status === 403 ? "denied" : "refused"} ${shown}: ${verdict.message}`, verdict.rule);
+      return;
+    }
+    const forwarded: GateResult = verdict.audit
+      ? { ...result, decision: { ...result.decision, audited: true, rule: verdict.audit.rule } }
+      : result;
+    const outcome = await forward(req, res, upstream, verdict.body);
+    if (outcome.status === 502) observer.upstreamError?.();
+    observe(observer, ex, forwarded, outcome.status, outcome.error ? { error: outcome.error.message } : {});
+  };
 
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     const ex = exchange(listener, req.socket, req);
@@ -172,6 +249,11 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
       );
       return;
     }
+    const overCount = tooManyHeaders(req, ex.peer);
+    if (overCount !== undefined) {
+      sendError(res, 431, overCount, true);
+      return;
+    }
     const result = gate.check(
       ex.method,
       ex.target,
@@ -189,11 +271,13 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     if (result.match.route.kind === "hijack" && result.match.route.operation !== "ContainerAttachWebsocket") {
       // From here on this connection carries the hijacked stream: nothing after it is a request.
       hijacked.add(req.socket);
-      hijackRequest(req, {
+      viewChecked(
+        result,
+        req,
         upstream,
-        route: result.match.route,
-        maxBodyBytes: config.limits.hijackBodyMaxBytes,
-      }).then((outcome) => {
+        (r) => hijackRequest(r, { upstream, route: result.match.route, maxBodyBytes: config.limits.hijackBodyMaxBytes }),
+        refuseTunnel(res),
+      ).then((outcome) => {
         observer.streamClosed?.("tunnel");
         observe(observer, ex, result, outcome.status, {
           tunnelled: outcome.tunnelled,
@@ -203,9 +287,23 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
       observer.streamOpened?.("tunnel");
       return;
     }
+    const inspector = result.profileRules.body;
+    if (inspector?.inspects(result.match.route.operation)) {
+      viewChecked(
+        result,
+        req,
+        upstream,
+        (r) => inspectThenForward(r, res, ex, result, inspector),
+        (refusal) => {
+          sendRefusal(res, refusal, true);
+          observe(observer, ex, result, refusal.status);
+        },
+      );
+      return;
+    }
     const streaming = result.match.route.kind === "stream";
     if (streaming) observer.streamOpened?.("stream");
-    forward(req, res, upstream).then((outcome) => {
+    viewForward(result, req, res, upstream, (r) => forward(r, res, upstream)).then((outcome) => {
       if (streaming) observer.streamClosed?.("stream");
       if (outcome.status === 502) observer.upstreamError?.();
       observe(observer, ex, result, outcome.status, outcome.error ? { error: outcome.error.message } : {});
@@ -217,6 +315,11 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
     const ex = exchange(listener, socket, req);
+    const overCount = tooManyHeaders(req, ex.peer);
+    if (overCount !== undefined) {
+      sendRawError(socket, 431, overCount);
+      return;
+    }
     const result = gate.check(
       ex.method,
       ex.target,
@@ -242,11 +345,13 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
       observe(observer, ex, refused, 400);
       return;
     }
-    hijackUpgrade(req, socket, head, {
+    viewChecked(
+      result,
+      req,
       upstream,
-      route: result.match.route,
-      maxBodyBytes: config.limits.hijackBodyMaxBytes,
-    }).then((outcome) => {
+      (r) => hijackUpgrade(r, socket, head, { upstream, route: result.match.route, maxBodyBytes: config.limits.hijackBodyMaxBytes }),
+      refuseTunnel(socket),
+    ).then((outcome) => {
       observer.streamClosed?.("tunnel");
       if (outcome.status === 502) observer.upstreamError?.();
       observe(observer, ex, result, outcome.status, {

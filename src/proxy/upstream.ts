@@ -32,7 +32,12 @@ function tlsOptions(spec: Extract<UpstreamSpec, { kind: "tcp" }>): tls.Connectio
   };
 }
 
-export function createUpstream(spec: UpstreamSpec, connections = 128): Upstream {
+/**
+ * `connections`: null = no cap. A long-lived stream (events, logs -f, wait) holds its daemon
+ * connection for its whole life, so any cap is also a cap on concurrent streams: with 128, the
+ * 129th `GET /events` subscriber queued forever (found by `npm run bench`, 1,000 subscribers).
+ */
+export function createUpstream(spec: UpstreamSpec, connections: number | null = null): Upstream {
   const tlsOpts = spec.kind === "tcp" ? tlsOptions(spec) : undefined;
   const origin =
     spec.kind === "unix"

@@ -874,3 +874,42 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<PrivateDo
     throw e;
   }
 }
+
+/* ------------------------------------------------------------------ fault injection */
+
+/**
+ * Stops the engine's dockerd (SIGTERM; SIGKILL after `timeoutMs`) and nothing else: data, bridges and
+ * the temp dir stay. `start()` runs dockerd again with the arguments it had and resolves once its
+ * `/_ping` answers (engine.pid is updated). stop() cleans up whichever dockerd runs at the end. For
+ * fault tests: stop while no container runs, or dockerd waits for each container's stop timeout.
+ */
+export async function stopDaemonProcess(
+  engine: PrivateDockerd,
+  timeoutMs = 20_000,
+): Promise<{ start(): Promise<void> }> {
+  const res = [...live].find((r) => r.dir === engine.dir);
+  const child = res?.child;
+  if (res === undefined || child?.pid === undefined || child.exitCode !== null || child.signalCode !== null)
+    throw new Error(`no running dockerd for ${engine.dir}`);
+  // setpriv execs dockerd in the same process: its argv is dockerd's own.
+  const argv = readFileSync(`/proc/${child.pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+  const at = argv.findIndex((a) => /(^|\/)dockerd$/.test(a));
+  if (at === -1) throw new Error(`pid ${child.pid} is not dockerd: ${argv.join(" ")}`);
+  const args = argv.slice(at + 1);
+  child.kill("SIGTERM");
+  if (!(await waitExit(child, timeoutMs))) {
+    child.kill("SIGKILL");
+    await waitExit(child, 5_000);
+  }
+  return {
+    async start() {
+      const tcp = engine.tcpAddress
+        ? { host: "127.0.0.1", port: Number(engine.tcpAddress.slice(engine.tcpAddress.lastIndexOf(":") + 1)) }
+        : undefined;
+      const attempt = await launchDaemon(res, args, engine.logPath, engine.socketPath, tcp, 30_000);
+      if (!attempt.ok)
+        throw new Error(`dockerd did not come back; tail of ${engine.logPath}:\n${tail(engine.logPath)}`);
+      engine.pid = attempt.child.pid ?? engine.pid;
+    },
+  };
+}

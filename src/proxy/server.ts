@@ -13,10 +13,9 @@ import type { TLSSocket } from "node:tls";
 import { describeListener, type ListenerSpec, type ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observe/logger.js";
 import type { Observer } from "../observe/observer.js";
-import type { ClientContext } from "../policy/policy.js";
-import type { BodyInspector, BodyVerdict } from "../policy/policy.js";
-import { createDaemonLookup } from "./daemon-lookup.js";
+import type { BodyInspector, BodyVerdict, ClientContext } from "../policy/policy.js";
 import { readBoundedBody } from "./body.js";
+import { createDaemonLookup } from "./daemon-lookup.js";
 import { forward } from "./forward.js";
 import type { Gate, GateResult } from "./gate.js";
 import { hijackRequest, hijackUpgrade, wantsUpgrade } from "./hijack.js";
@@ -47,21 +46,32 @@ interface Exchange {
   readonly target: string;
   readonly started: number;
   readonly socket: Socket | Duplex;
-  /** The connection's byte counters when this request started: the exchange's bytes are the deltas. */
+  /** Bytes of this connection already counted for earlier requests: this exchange's bytes are the rest. */
   readonly readBefore: number;
   readonly writtenBefore: number;
+  readonly counted: ByteLedger;
 }
 
-function exchange(listener: string, socket: Socket | Duplex, req: IncomingMessage): Exchange {
+/** Per connection, how many bytes read were already attributed to earlier exchanges. */
+type ByteLedger = WeakMap<object, number>;
+
+function exchange(
+  listener: string,
+  socket: Socket | Duplex,
+  req: IncomingMessage,
+  counted: ByteLedger,
+): Exchange {
   const s = socket as Socket;
   return {
+    counted,
     listener,
     peer: peerOf(socket),
     method: req.method as string,
     target: req.url as string,
     started: Date.now(),
     socket,
-    readBefore: s.bytesRead ?? 0,
+    // The parser has already read this request's head when we get here: count from the last exchange.
+    readBefore: counted.get(socket) ?? 0,
     writtenBefore: s.bytesWritten ?? 0,
   };
 }
@@ -75,6 +85,8 @@ function observe(
 ): void {
   const s = ex.socket as Socket;
   const allowed = result.verdict === "allow";
+  const read = s.bytesRead ?? 0;
+  ex.counted.set(ex.socket, read);
   observer.decision({
     time: ex.started,
     listener: ex.listener,
@@ -92,7 +104,7 @@ function observe(
     message: allowed ? undefined : result.message,
     status,
     durationMs: Date.now() - ex.started,
-    bytesIn: (s.bytesRead ?? 0) - ex.readBefore,
+    bytesIn: read - ex.readBefore,
     bytesOut: (s.bytesWritten ?? 0) - ex.writtenBefore,
     ...extra,
   });
@@ -180,6 +192,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
   /** Connections taken over by a hijack from the `request` event (attach or exec start without Upgrade). */
   const hijacked = new WeakSet<object>();
   const daemon = createDaemonLookup(upstream);
+  const counted: ByteLedger = new WeakMap();
 
   server.on(spec.tls ? "secureConnection" : "connection", (socket: Socket) => {
     sockets.add(socket);
@@ -198,7 +211,15 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     const shown = `${operation} (${ex.method} ${printableTarget(result.target.path)})`;
     const refuse = (status: number, message: string, rule: string) => {
       sendError(res, status, message, true);
-      const denied: GateResult = { ...result, verdict: "deny", status, message, reason: "body", operation, decision: { allow: false, rule } };
+      const denied: GateResult = {
+        ...result,
+        verdict: "deny",
+        status,
+        message,
+        reason: "body",
+        operation,
+        decision: { allow: false, rule },
+      };
       observe(observer, ex, denied, status);
     };
     const read = await readBoundedBody(req, config.limits.bodyMaxBytes);
@@ -209,7 +230,12 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     let verdict: BodyVerdict;
     try {
       verdict = await inspector.check(
-        { method: ex.method, rawTarget: ex.target, match: result.match, contentType: req.headers["content-type"] },
+        {
+          method: ex.method,
+          rawTarget: ex.target,
+          match: result.match,
+          contentType: req.headers["content-type"],
+        },
         read.body,
         daemon,
       );
@@ -220,7 +246,11 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
       return;
     }
     if (!verdict.ok) {
-      refuse(verdict.status, `portcullis ${verdict.status === 403 ? "denied" : "refused"} ${shown}: ${verdict.message}`, verdict.rule);
+      refuse(
+        verdict.status,
+        `portcullis ${verdict.status === 403 ? "denied" : "refused"} ${shown}: ${verdict.message}`,
+        verdict.rule,
+      );
       return;
     }
     const forwarded: GateResult = verdict.audit
@@ -232,7 +262,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
   };
 
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-    const ex = exchange(listener, req.socket, req);
+    const ex = exchange(listener, req.socket, req, counted);
     if (hijacked.has(req.socket)) {
       // Node parsed this out of bytes pipelined behind a hijacked request; dockerd reads such bytes
       // as the stream, never as a request: it is neither forwarded nor answered.
@@ -275,7 +305,12 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
         result,
         req,
         upstream,
-        (r) => hijackRequest(r, { upstream, route: result.match.route, maxBodyBytes: config.limits.hijackBodyMaxBytes }),
+        (r) =>
+          hijackRequest(r, {
+            upstream,
+            route: result.match.route,
+            maxBodyBytes: config.limits.hijackBodyMaxBytes,
+          }),
         refuseTunnel(res),
       ).then((outcome) => {
         observer.streamClosed?.("tunnel");
@@ -314,7 +349,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
-    const ex = exchange(listener, socket, req);
+    const ex = exchange(listener, socket, req, counted);
     const overCount = tooManyHeaders(req, ex.peer);
     if (overCount !== undefined) {
       sendRawError(socket, 431, overCount);
@@ -349,7 +384,12 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
       result,
       req,
       upstream,
-      (r) => hijackUpgrade(r, socket, head, { upstream, route: result.match.route, maxBodyBytes: config.limits.hijackBodyMaxBytes }),
+      (r) =>
+        hijackUpgrade(r, socket, head, {
+          upstream,
+          route: result.match.route,
+          maxBodyBytes: config.limits.hijackBodyMaxBytes,
+        }),
       refuseTunnel(socket),
     ).then((outcome) => {
       observer.streamClosed?.("tunnel");

@@ -57,7 +57,9 @@ const visibilitySchema = z
       .array(z.string().min(1))
       .min(1)
       .optional()
-      .describe("name globs, any of which makes an object visible (images: repo tags); * stops at /, ** does not"),
+      .describe(
+        "name globs, any of which makes an object visible (images: repo tags); * stops at /, ** does not",
+      ),
   })
   .describe(
     "containers, services, tasks, networks, volumes and images this profile may see: all labels OR any name; others are 404",
@@ -75,7 +77,7 @@ export const profileSchema = z.strictObject({
   redact: z
     .array(z.enum(REDACTIONS))
     .optional()
-    .describe("fields removed from answers (docs/policy.md \"Redaction\"), e.g. container.env"),
+    .describe('fields removed from answers (docs/policy.md "Redaction"), e.g. container.env'),
   body: z
     .union([z.literal(false), bodyRulesSchema])
     .optional()

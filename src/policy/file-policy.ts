@@ -2,12 +2,12 @@
 import { readFileSync } from "node:fs";
 import { ConfigError } from "../config/errors.js";
 import type { LoadedPolicyFile } from "../config/policy-file.js";
+import { compileView } from "../proxy/view.js";
 import type { RouteDef } from "../routing/route-def.js";
 import { type ClientMatcher, compileClientMatch } from "./clients.js";
 import type { Policy, Profile, ResolvedClient, ViewFilter } from "./policy.js";
 import { compileBodyInspector, SECURE_BODY_DEFAULTS } from "./body-rules.js";
 import { compileProfile } from "./profile.js";
-import { compileView } from "../proxy/view.js";
 
 /** The profile's visibility and redaction, when it has either. */
 function viewOf(spec: LoadedPolicyFile["data"]["profiles"][string]): { view?: ViewFilter } {

@@ -5,6 +5,7 @@
  * and what every operation means for the view. Asking the daemon is visibility.ts's job, rewriting
  * answers response-filter.ts's.
  */
+import { anyGlob } from "../policy/glob.js";
 import type { ViewedObject, ViewFilter } from "../policy/policy.js";
 
 /** The redaction vocabulary of the policy file. */
@@ -190,27 +191,6 @@ export function compileView(spec: ViewSpec): ViewFilter | undefined {
       return removed;
     },
   };
-}
-
-/**
- * Name globs, as elsewhere in the policy file: `*` is any run without `/`, `**` any run at all,
- * `?` one character other than `/`; the whole name must match.
- */
-export function anyGlob(globs: readonly string[]): (value: string) => boolean {
-  const regexes = globs.map((glob) => {
-    let source = "";
-    for (let i = 0; i < glob.length; i++) {
-      const c = glob[i] as string;
-      if (c === "*" && glob[i + 1] === "*") {
-        source += ".*";
-        i++;
-      } else if (c === "*") source += "[^/]*";
-      else if (c === "?") source += "[^/]";
-      else source += c.replace(/[.+^$(){}|[\]\\/*?]/g, "\\$&");
-    }
-    return new RegExp(`^${source}$`, "su");
-  });
-  return (value) => regexes.some((r) => r.test(value));
 }
 
 /** `Mounts[].Source` -> ["Mounts", "[]", "Source"]. */

@@ -78,6 +78,8 @@ export interface DockerdOptions {
   swarm?: boolean;
   /** Also listen on tcp://127.0.0.1:<free port>. Default false. */
   tcp?: boolean;
+  /** With `tcp`: serve it with TLS and require client certificates signed by `ca` (dockerd --tlsverify). */
+  tls?: { ca: string; cert: string; key: string };
   /** Import the busybox test image. Default true. */
   image?: boolean;
   /** Bound on waiting for `/_ping`. Default 30 s. */
@@ -760,6 +762,14 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<PrivateDo
       `--config-file=${join(dir, "daemon.json")}`, // never read /etc/docker/daemon.json
       `--host=unix://${socketPath}`,
       ...(tcpPort ? [`--host=tcp://127.0.0.1:${tcpPort}`] : []),
+      ...(tcpPort && opts.tls
+        ? [
+            "--tlsverify",
+            `--tlscacert=${opts.tls.ca}`,
+            `--tlscert=${opts.tls.cert}`,
+            `--tlskey=${opts.tls.key}`,
+          ]
+        : []),
       `--data-root=${join(dir, "data")}`,
       `--exec-root=${join(dir, "exec")}`,
       `--pidfile=${join(dir, "pid")}`,
@@ -785,7 +795,8 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<PrivateDo
         [...baseArgs, `--storage-driver=${driver}`],
         logPath,
         socketPath,
-        tcpPort ? { host: "127.0.0.1", port: tcpPort } : undefined,
+        // A TLS listener can't answer a plain-HTTP ping: readiness is checked on the unix socket then.
+        tcpPort && !opts.tls ? { host: "127.0.0.1", port: tcpPort } : undefined,
         startTimeoutMs,
       );
       if (attempt.ok) {

@@ -52,39 +52,63 @@ function serializeRequest(req: IncomingMessage, body: Buffer, withUpgrade: boole
   return Buffer.concat([Buffer.from(`${head}\r\n`, "latin1"), body]);
 }
 
-/** Reads exactly `length` body bytes from `head` then the socket; what follows is pushed back unread. */
-function readBody(socket: Duplex, head: Buffer, length: number): Promise<Buffer> {
-  if (head.length >= length) {
-    if (head.length > length) socket.unshift(head.subarray(length));
-    return Promise.resolve(head.subarray(0, length));
+/**
+ * Reads `stream` until `complete` finds what it needs in the bytes so far (returning a value), then
+ * stops listening and pauses the stream. `complete` may throw to give up; an early end rejects.
+ */
+function readUntil<T>(
+  stream: Duplex,
+  first: Buffer,
+  complete: (buffered: Buffer) => T | undefined,
+  endedEarly: string,
+): Promise<T> {
+  try {
+    const ready = complete(first);
+    if (ready !== undefined) return Promise.resolve(ready);
+  } catch (error) {
+    return Promise.reject(error);
   }
   return new Promise((resolve, reject) => {
-    const chunks = [head];
-    let have = head.length;
+    let buffered = first;
+    const settle = (fn: () => void) => {
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      stream.off("close", onEnd);
+      stream.off("error", onError);
+      stream.pause();
+      fn();
+    };
     const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      have += chunk.length;
-      if (have < length) return;
-      cleanup();
-      socket.pause();
-      const all = Buffer.concat(chunks);
-      if (all.length > length) socket.unshift(all.subarray(length));
-      resolve(all.subarray(0, length));
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      try {
+        const ready = complete(buffered);
+        if (ready !== undefined) settle(() => resolve(ready));
+      } catch (error) {
+        settle(() => reject(error));
+      }
     };
-    const onEnd = () => {
-      cleanup();
-      reject(new Error("client closed before sending the whole request body"));
-    };
-    const cleanup = () => {
-      socket.off("data", onData);
-      socket.off("end", onEnd);
-      socket.off("error", onEnd);
-    };
-    socket.on("data", onData);
-    socket.on("end", onEnd);
-    socket.on("error", onEnd);
-    socket.resume();
+    const onEnd = () => settle(() => reject(new Error(endedEarly)));
+    const onError = (error: Error) => settle(() => reject(error));
+    stream.on("data", onData);
+    stream.on("end", onEnd);
+    stream.on("close", onEnd);
+    stream.on("error", onError);
+    stream.resume();
   });
+}
+
+/** Reads exactly `length` body bytes from `head` then the socket; what follows is pushed back unread. */
+function readBody(socket: Duplex, head: Buffer, length: number): Promise<Buffer> {
+  return readUntil(
+    socket,
+    head,
+    (buffered) => {
+      if (buffered.length < length) return undefined;
+      if (buffered.length > length) socket.unshift(buffered.subarray(length));
+      return buffered.subarray(0, length);
+    },
+    "client closed before sending the whole request body",
+  );
 }
 
 /** Entry from the server's `upgrade` event: `socket` is already detached from the HTTP parser. */
@@ -163,46 +187,27 @@ interface ResponseHead {
 }
 
 function readResponseHead(upstream: Socket): Promise<ResponseHead> {
-  return new Promise((resolve, reject) => {
-    let buffered = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
+  return readUntil(
+    upstream,
+    Buffer.alloc(0),
+    (buffered) => {
       const end = buffered.indexOf("\r\n\r\n");
       if (end === -1) {
-        if (buffered.length > MAX_RESPONSE_HEAD) fail(new Error("the daemon's response head is too large"));
-        return;
+        if (buffered.length > MAX_RESPONSE_HEAD) throw new Error("the daemon's response head is too large");
+        return undefined;
       }
-      cleanup();
-      upstream.pause();
       const lines = buffered.subarray(0, end).toString("latin1").split("\r\n");
       const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? "");
-      if (status === null) {
-        reject(new Error("the daemon sent a malformed status line"));
-        return;
-      }
+      if (status === null) throw new Error("the daemon sent a malformed status line");
       const headers = new Map<string, string>();
       for (const line of lines.slice(1)) {
         const colon = line.indexOf(":");
         if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
       }
-      resolve({ status: Number(status[1]), headers, bytes: buffered, headLength: end + 4 });
-    };
-    const fail = (error: Error) => {
-      cleanup();
-      reject(error);
-    };
-    const onEnd = () => fail(new Error("the daemon closed the connection before answering"));
-    const cleanup = () => {
-      upstream.off("data", onData);
-      upstream.off("end", onEnd);
-      upstream.off("close", onEnd);
-      upstream.off("error", fail);
-    };
-    upstream.on("data", onData);
-    upstream.on("end", onEnd);
-    upstream.on("close", onEnd);
-    upstream.on("error", fail);
-  });
+      return { status: Number(status[1]), headers, bytes: buffered, headLength: end + 4 };
+    },
+    "the daemon closed the connection before answering",
+  );
 }
 
 function tunnel(client: Duplex, request: Buffer, ctx: HijackContext): Promise<TunnelOutcome> {

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse } from "yaml";
 import { ConfigError } from "../config/errors.js";
-import type { ClientContext, Policy } from "../policy/policy.js";
+import type { ClientContext, DaemonLookup, Policy } from "../policy/policy.js";
 import { where } from "../policy/profile.js";
 import { riskClasses } from "../policy/risk.js";
 import { createGate, type GateResult } from "../proxy/gate.js";
@@ -173,4 +173,62 @@ export function runCases(
     );
   }
   return { passed, failed, report };
+}
+
+/**
+ * `check --body FILE`: the profile's body rules applied to a request body, offline. Networks named
+ * by ID cannot be resolved without the daemon; the explanation says so instead of guessing.
+ */
+export async function explainBody(explanation: Explanation, body: Buffer): Promise<Explanation> {
+  const { result } = explanation;
+  if (result.verdict !== "allow") return explanation;
+  const inspector = result.profileRules.body;
+  const operation = result.match.route.operation;
+  if (inspector === undefined || !inspector.inspects(operation)) {
+    return {
+      ...explanation,
+      lines: [...explanation.lines, `body:      not inspected for ${operation} by this profile`],
+    };
+  }
+  const unresolved: string[] = [];
+  const offline: DaemonLookup = {
+    networkDriver: async (ref) => {
+      unresolved.push(ref);
+      return undefined;
+    },
+  };
+  const verdict = await inspector.check(
+    { method: result.match.route.method, rawTarget: "", match: result.match },
+    body,
+    offline,
+  );
+  const lines = explanation.lines.filter(
+    (l) => !l.startsWith("decision:") && !(l.startsWith("to change:") && !verdict.ok),
+  );
+  const note =
+    unresolved.length > 0
+      ? [`note:      networks ${unresolved.join(", ")} are checked against the daemon when served`]
+      : [];
+  if (!verdict.ok) {
+    return {
+      ...explanation,
+      decision: verdict.status === 403 ? "deny" : "refuse",
+      lines: [
+        `decision:  ${verdict.status === 403 ? "deny" : "refuse"} (${verdict.status}) by the body`,
+        ...lines,
+        `body:      ${verdict.message}`,
+        `to change: relax ${verdict.rule} under body: in profile ${result.profile}`,
+        ...note,
+      ],
+    };
+  }
+  const state = verdict.audit
+    ? `would be refused, forwarded in ${result.mode} mode: ${verdict.audit.message}`
+    : verdict.mutated
+      ? `allowed, labels stamped: ${verdict.body.toString("utf8")}`
+      : "allowed";
+  return {
+    ...explanation,
+    lines: [explanation.lines[0] as string, ...lines, `body:      ${state}`, ...note],
+  };
 }

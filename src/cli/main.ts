@@ -11,7 +11,7 @@ import { filePolicy } from "../policy/file-policy.js";
 import type { Policy } from "../policy/policy.js";
 import { toggleTableMarkdown } from "../policy/toggle-table.js";
 import { ROUTES } from "../routing/route-table.generated.js";
-import { explain, readCaseFile, runCases } from "./check.js";
+import { explain, explainBody, readCaseFile, runCases } from "./check.js";
 import { healthcheck } from "./healthcheck.js";
 import { learnCommand } from "./learn.js";
 import { operationsTable } from "./operations.js";
@@ -24,7 +24,7 @@ Usage:
                      [--audit-log FILE] [--admin-listen URL] [--learn-output FILE]
   portcullis healthcheck [--listen URL] [--admin-listen URL]
   portcullis validate FILE
-  portcullis check [--config FILE] [--client NAME] METHOD TARGET
+  portcullis check [--config FILE] [--client NAME] [--body FILE] METHOD TARGET
   portcullis test CASES.yaml [--config FILE]
   portcullis learn --from AUDIT.log [--config FILE] [--all-modes]
   portcullis operations [--json]
@@ -69,10 +69,11 @@ healthcheck
 validate FILE
   Loads a policy file; prints every problem as FILE:LINE:COLUMN: message. Exit 0 when valid.
 
-check [--config FILE] [--client NAME] METHOD TARGET
+check [--config FILE] [--client NAME] [--body FILE] METHOD TARGET
   The decision for one request, offline: operation, risk classes, client and profile, the rule
-  that decided (with its line) and the smallest rule that would change it. Without --config, the
-  toggles in the environment decide. Exit 0 when allowed, 1 when not.
+  that decided (with its line) and the smallest rule that would change it. With --body, the
+  profile's body rules are applied to that request body too. Without --config, the toggles in the
+  environment decide. Exit 0 when allowed, 1 when not.
 
 test CASES.yaml [--config FILE]
   Runs a table of requests and expected decisions (allow, deny, refuse, not-found, audit); prints
@@ -113,6 +114,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       config: { type: "string" },
       client: { type: "string" },
+      body: { type: "string" },
       listen: { type: "string", multiple: true },
       upstream: { type: "string" },
       "log-level": { type: "string" },
@@ -181,7 +183,8 @@ async function main(argv: string[]): Promise<number> {
           "METHOD TARGET, e.g. portcullis check GET /v1.41/containers/json",
         );
       }
-      const e = explain(offlinePolicy(cli), values.client, method, target);
+      const plain = explain(offlinePolicy(cli), values.client, method, target);
+      const e = values.body === undefined ? plain : await explainBody(plain, readFileSync(values.body));
       out(e.lines.join("\n"));
       return e.decision === "allow" ? 0 : 1;
     }

@@ -10,15 +10,13 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { after, before, it } from "node:test";
 import { parse } from "yaml";
-import { serve } from "../../src/cli/serve.js";
-import { type CliOverrides, loadConfig } from "../../src/config/env.js";
-import { createLogger } from "../../src/observe/logger.js";
+import type { CliOverrides } from "../../src/config/env.js";
 import { runDocker } from "../helpers/docker-cli.js";
 import { describeWithDockerd } from "../helpers/dockerd.js";
 import { CLI } from "../helpers/proxy.js";
+import { serveInProcess } from "../helpers/serve-in-process.js";
 
 interface Running {
   readonly host: string;
@@ -27,17 +25,8 @@ interface Running {
 }
 
 async function startServing(env: Record<string, string>, cli: CliOverrides): Promise<Running> {
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const line of String(chunk).split("\n")) if (line.trim()) logs.push(JSON.parse(line));
-      done();
-    },
-  });
-  const config = loadConfig(env, cli);
-  const serving = await serve(config, createLogger(config.logLevel, sink), env);
-  const address = serving.addresses[0] as string;
-  return { host: address, logs, stop: () => serving.close(200) };
+  const { serving, logs, stop } = await serveInProcess(env, cli);
+  return { host: serving.addresses[0] as string, logs, stop };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

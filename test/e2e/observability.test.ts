@@ -9,42 +9,30 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { serve } from "../../src/cli/serve.js";
-import { type CliOverrides, loadConfig } from "../../src/config/env.js";
-import { createLogger } from "../../src/observe/logger.js";
+import type { CliOverrides } from "../../src/config/env.js";
 import { startDocker } from "../helpers/docker-cli.js";
 import { describeWithDockerd } from "../helpers/dockerd.js";
 import { CLI, startCli } from "../helpers/proxy.js";
 import { httpRequest, rawExchange } from "../helpers/raw-http.js";
+import { type InProcessProxy, portOf, serveInProcess } from "../helpers/serve-in-process.js";
 
 interface Running {
   readonly port: number;
   readonly adminPort: number;
   readonly logs: Record<string, unknown>[];
-  readonly serving: Awaited<ReturnType<typeof serve>>;
+  readonly serving: InProcessProxy["serving"];
   stop(): Promise<void>;
 }
 
-const portOf = (address: string) => Number(address.slice(address.lastIndexOf(":") + 1));
-
 async function startServing(env: Record<string, string>, cli: CliOverrides = {}): Promise<Running> {
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const line of String(chunk).split("\n")) if (line.trim()) logs.push(JSON.parse(line));
-      done();
-    },
-  });
-  const config = loadConfig(env, cli);
-  const serving = await serve(config, createLogger(config.logLevel, sink), env);
+  const { serving, logs, stop } = await serveInProcess(env, cli);
   return {
     port: portOf(serving.addresses[0] as string),
     adminPort: serving.adminAddress ? portOf(serving.adminAddress) : 0,
     logs,
     serving,
-    stop: () => serving.close(200),
+    stop,
   };
 }
 

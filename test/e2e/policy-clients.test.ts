@@ -9,7 +9,6 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -18,52 +17,9 @@ import { makeTestPki, opensslMissing, type TestPki } from "../helpers/certs.js";
 import { runDocker } from "../helpers/docker-cli.js";
 import { describeWithDockerd } from "../helpers/dockerd.js";
 import { type PolicyTestProxy, startPolicyProxy } from "../helpers/proxy.js";
+import { recordingRelay } from "../helpers/recording-relay.js";
 
 const TOKEN = "s3cr3t-ci-token-0123456789";
-
-/** A unix-socket relay to `target` that keeps every byte sent towards the daemon. */
-async function recordingRelay(path: string, target: string) {
-  const chunks: Buffer[] = [];
-  let recorded = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (client) => {
-    const daemon = net.connect({ path: target, allowHalfOpen: true });
-    sockets.add(client);
-    sockets.add(daemon);
-    client.on("data", (b: Buffer) => {
-      // Bounded: the tests send small requests; the cap keeps a runaway from eating memory.
-      if (recorded < 16 * 1024 * 1024) {
-        chunks.push(Buffer.from(b));
-        recorded += b.length;
-      }
-    });
-    client.pipe(daemon);
-    daemon.pipe(client);
-    const drop = () => {
-      client.destroy();
-      daemon.destroy();
-      sockets.delete(client);
-      sockets.delete(daemon);
-    };
-    client.on("error", drop);
-    daemon.on("error", drop);
-    client.on("close", drop);
-    daemon.on("close", drop);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, resolve);
-  });
-  return {
-    /** Everything sent to the daemon so far, as latin1 text. */
-    text: () => Buffer.concat(chunks).toString("latin1"),
-    bytes: () => recorded,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 const deniedBy = (operation: string) =>
   new RegExp(`Error response from daemon: portcullis denied ${operation} \\((GET|HEAD|POST) /v[0-9.]+/`);
@@ -76,7 +32,7 @@ describeWithDockerd("policy file: clients with different rights", {}, async (eng
   const dir = mkdtempSync(join(tmpdir(), "portcullis-clients-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const pki: TestPki | undefined = skipTls ? undefined : makeTestPki(join(dir, "pki"), ["admin", "someone"]);
-  const relay = await recordingRelay(join(dir, "relay.sock"), engine.socketPath);
+  const relay = await recordingRelay(join(dir, "relay.sock"), engine.socketPath, 16 * 1024 * 1024);
   after(() => relay.close());
 
   const tlsListener = pki

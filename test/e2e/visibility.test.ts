@@ -9,62 +9,15 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runDocker, startDocker } from "../helpers/docker-cli.js";
 import { describeWithDockerd } from "../helpers/dockerd.js";
 import { type PolicyTestProxy, startPolicyProxy } from "../helpers/proxy.js";
+import { recordingRelay } from "../helpers/recording-relay.js";
 
 const TEAM = "com.example.team";
-
-/** A unix-socket relay to `target` keeping the request bytes sent towards the daemon (bounded). */
-async function recordingRelay(path: string, target: string) {
-  const chunks: Buffer[] = [];
-  let recorded = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (client) => {
-    const daemon = net.connect({ path: target, allowHalfOpen: true });
-    sockets.add(client);
-    sockets.add(daemon);
-    client.on("data", (b: Buffer) => {
-      if (recorded < 32 * 1024 * 1024) {
-        chunks.push(Buffer.from(b));
-        recorded += b.length;
-      }
-    });
-    client.pipe(daemon);
-    daemon.pipe(client);
-    const drop = () => {
-      client.destroy();
-      daemon.destroy();
-      sockets.delete(client);
-      sockets.delete(daemon);
-    };
-    for (const s of [client, daemon]) {
-      s.on("error", drop);
-      s.on("close", drop);
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, resolve);
-  });
-  return {
-    /** Request lines ("METHOD TARGET") sent to the daemon so far. */
-    requestLines: () =>
-      [
-        ...Buffer.concat(chunks)
-          .toString("latin1")
-          .matchAll(/(?:^|\r\n)([A-Z]+ \S+) HTTP\/1\.1\r\n/g),
-      ].map((m) => m[1] as string),
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 interface RawAnswer {
   status: number;

@@ -24,27 +24,38 @@
  *   const { engine, skip } = await requireDockerd({ tcp: true });
  *   describe("x", { skip }, () => { after(() => engine?.stop()); it(...) });
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
 import dgram from "node:dgram";
-import {
-  closeSync,
-  existsSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
-import http from "node:http";
 import net from "node:net";
-import { constants as osConstants } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { runDocker } from "./docker-cli.js";
+import {
+  cgroupDirs,
+  cgroupPids,
+  type DaemonAttempt,
+  daemonArgs,
+  exitSafetyNet,
+  killUntilGone,
+  launchWithStorageDrivers,
+  onPath,
+  pidAlive,
+  pidsMentioning,
+  ping,
+  removeAllContainers,
+  removeCgroupTree,
+  removeDaemonState,
+  removeDirSync,
+  runSync,
+  spawnDaemon,
+  tail,
+  unmountUnder,
+} from "./dockerd-common.js";
+
+export { pidsMentioning };
 
 export interface PrivateDockerd {
   /** Absolute path of the engine's unix socket. */
@@ -95,24 +106,12 @@ export const TEST_IMAGE = "portcullis-busybox:test";
 export const DIR_PREFIX = "portcullis-dockerd-";
 
 const BUSYBOX_APPLETS = ["sh", "cat", "sleep", "echo", "ls", "true", "env", "id", "head", "wc", "dd"];
+/** Lines of dockerd.log quoted in errors. */
+const LOG_TAIL = 40;
 const SKIP_HINT =
   "needs a private Docker engine: run as root with Debian's docker.io and busybox-static installed (apt-get install docker.io busybox-static)";
 
 /* ------------------------------------------------------------------ availability */
-
-function onPath(cmd: string): boolean {
-  for (const d of (process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(
-    ":",
-  )) {
-    if (!d) continue;
-    try {
-      if (statSync(join(d, cmd)).isFile()) return true;
-    } catch {
-      /* not here */
-    }
-  }
-  return false;
-}
 
 function findBusybox(): string | undefined {
   for (const p of ["/bin/busybox", "/usr/bin/busybox", "/usr/sbin/busybox", "/sbin/busybox"]) {
@@ -178,30 +177,6 @@ export function describeWithDockerd(
 
 /* ------------------------------------------------------------------ small utilities */
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function tail(path: string, lines = 40): string {
-  try {
-    const all = readFileSync(path, "utf8").split("\n");
-    return all.slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
-function runSync(
-  cmd: string,
-  args: string[],
-  timeoutMs = 10_000,
-): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { encoding: "utf8", timeout: timeoutMs });
-  return {
-    code: r.status,
-    stdout: r.stdout ?? "",
-    stderr: (r.stderr ?? "") + (r.error ? String(r.error) : ""),
-  };
-}
-
 function ipv4ToInt(a: string): number | undefined {
   const p = a.split(".").map(Number);
   if (p.length !== 4 || p.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) return undefined;
@@ -262,127 +237,6 @@ async function pickPort(proto: "tcp" | "udp", avoid: Set<number>): Promise<numbe
   throw new Error(`no free ${proto} port found`);
 }
 
-function ping(
-  target: { socketPath: string } | { host: string; port: number },
-  timeoutMs = 1_000,
-): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = http.request({ ...target, path: "/_ping", method: "GET", timeout: timeoutMs }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode === 200));
-      res.on("error", () => resolve(false));
-    });
-    req.on("timeout", () => req.destroy());
-    req.on("error", () => resolve(false));
-    req.end();
-  });
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Pids whose command line mentions `dir` (dockerd, its containerd, the shims). Never this process. */
-export function pidsMentioning(dir: string): number[] {
-  const pids: number[] = [];
-  let entries: string[] = [];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return pids;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    const pid = Number(e);
-    if (pid === process.pid) continue;
-    try {
-      const cmd = readFileSync(`/proc/${e}/cmdline`, "utf8");
-      if (cmd.includes(dir)) pids.push(pid);
-    } catch {
-      /* gone */
-    }
-  }
-  return pids;
-}
-
-/** Directories of cgroup `name` (our --cgroup-parent) in every v1 hierarchy and in v2. */
-function cgroupDirs(name: string): string[] {
-  const dirs: string[] = [];
-  const root = "/sys/fs/cgroup";
-  if (existsSync(join(root, name))) dirs.push(join(root, name));
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(root);
-  } catch {
-    return dirs;
-  }
-  for (const e of entries) {
-    const d = join(root, e, name);
-    try {
-      if (statSync(join(root, e)).isDirectory() && existsSync(d) && !dirs.includes(d)) dirs.push(d);
-    } catch {
-      /* ignore */
-    }
-  }
-  return dirs;
-}
-
-/** All pids in a cgroup subtree. */
-function cgroupPids(dir: string): number[] {
-  const pids: number[] = [];
-  const walk = (d: string): void => {
-    try {
-      for (const l of readFileSync(join(d, "cgroup.procs"), "utf8").split("\n"))
-        if (l.trim()) pids.push(Number(l));
-    } catch {
-      /* ignore */
-    }
-    try {
-      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
-    } catch {
-      /* ignore */
-    }
-  };
-  walk(dir);
-  return pids;
-}
-
-/** rmdir a cgroup subtree, deepest first (cgroup dirs can't be rm -r'ed). */
-function removeCgroupTree(dir: string): void {
-  try {
-    for (const e of readdirSync(dir, { withFileTypes: true }))
-      if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
-    rmdirSync(dir);
-  } catch {
-    /* best effort */
-  }
-}
-
-/** Mount points at or under `dir`, deepest first, from /proc/self/mountinfo. */
-function mountsUnder(dir: string): string[] {
-  let text = "";
-  try {
-    text = readFileSync("/proc/self/mountinfo", "utf8");
-  } catch {
-    return [];
-  }
-  const unescapeOctal = (s: string) =>
-    s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-  const points = new Set<string>();
-  for (const line of text.split("\n")) {
-    const mp = line.split(" ")[4];
-    if (!mp) continue;
-    const p = unescapeOctal(mp);
-    if (p === dir || p.startsWith(`${dir}/`)) points.add(p);
-  }
-  return [...points].sort((a, b) => b.length - a.length);
-}
-
 /* ------------------------------------------------------------------ live engines & safety net */
 
 interface Resources {
@@ -395,7 +249,6 @@ interface Resources {
 
 const live = new Set<Resources>();
 const claimedX = new Set<number>();
-let safetyNetInstalled = false;
 
 /** Links whose IPv4 address is inside 10.x.0.0/16 (bridges dockerd made for user networks). */
 function linksInSubnet(x: number): string[] {
@@ -414,29 +267,23 @@ function linksInSubnet(x: number): string[] {
 function teardownSync(res: Resources, partial = false): void {
   const { dir } = res;
   // 1. processes: dockerd, containerd, shims (cmdline mentions dir), container processes (our cgroup)
-  for (let round = 0; round < 3; round++) {
-    const pids = new Set<number>(pidsMentioning(dir));
-    if (res.child?.pid && res.child.exitCode === null && res.child.signalCode === null)
-      pids.add(res.child.pid);
-    for (const cg of cgroupDirs(res.cgroupParent)) for (const p of cgroupPids(cg)) pids.add(p);
-    pids.delete(process.pid);
-    if (pids.size === 0) break;
-    for (const p of pids) {
-      try {
-        process.kill(p, "SIGKILL");
-      } catch {
-        /* gone */
-      }
-    }
-    spawnSync("sleep", ["0.2"]);
-  }
+  killUntilGone(
+    () => {
+      const pids = new Set<number>(pidsMentioning(dir));
+      if (res.child?.pid && res.child.exitCode === null && res.child.signalCode === null)
+        pids.add(res.child.pid);
+      for (const cg of cgroupDirs(res.cgroupParent)) for (const p of cgroupPids(cg)) pids.add(p);
+      return pids;
+    },
+    3,
+    "0.2",
+  );
   // 2. mounts under dir (netns bind mounts, overlay mounts, shm)
-  for (const mp of mountsUnder(dir)) runSync("umount", ["-l", mp]);
+  unmountUnder(dir);
   // 3. cgroups
   for (const cg of cgroupDirs(res.cgroupParent)) removeCgroupTree(cg);
   if (partial) {
-    for (const sub of ["data", "exec", "pid", "docker.sock"])
-      rmSync(join(dir, sub), { recursive: true, force: true });
+    removeDaemonState(dir);
     return;
   }
   // 4. network links (ours by name, plus dockerd's br-* inside our /16)
@@ -445,42 +292,11 @@ function teardownSync(res: Resources, partial = false): void {
   for (const l of links) if (linkExists(l)) runSync("ip", ["link", "del", l]);
   if (res.subnetX !== undefined) claimedX.delete(res.subnetX);
   // 5. the dir
-  try {
-    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-  } catch {
-    for (const mp of mountsUnder(dir)) runSync("umount", ["-l", mp]);
-    try {
-      rmSync(dir, { recursive: true, force: true });
-    } catch {
-      /* best effort */
-    }
-  }
+  removeDirSync(dir);
   live.delete(res);
 }
 
-function installSafetyNet(): void {
-  if (safetyNetInstalled) return;
-  safetyNetInstalled = true;
-  const killAll = (): void => {
-    for (const res of [...live]) {
-      try {
-        teardownSync(res);
-      } catch {
-        /* keep going */
-      }
-    }
-  };
-  process.on("exit", killAll);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const handler = (): void => {
-      killAll();
-      process.removeListener(sig, handler);
-      // exit as the default action would, unless someone else handles the signal
-      if (process.listenerCount(sig) === 0) process.exit(128 + (osConstants.signals[sig] ?? 0));
-    };
-    process.on(sig, handler);
-  }
-}
+const installSafetyNet = exitSafetyNet(live, (res) => teardownSync(res));
 
 /* ------------------------------------------------------------------ leftovers of crashed runs */
 
@@ -645,13 +461,7 @@ async function buildRootfsTar(dir: string): Promise<Buffer> {
   });
 }
 
-interface DaemonAttempt {
-  child: ChildProcess;
-  ok: boolean;
-  exited: boolean;
-}
-
-async function launchDaemon(
+function launchDaemon(
   res: Resources,
   args: string[],
   logPath: string,
@@ -659,40 +469,18 @@ async function launchDaemon(
   tcp: { host: string; port: number } | undefined,
   timeoutMs: number,
 ): Promise<DaemonAttempt> {
-  const fd = openSync(logPath, "a");
-  let child: ChildProcess;
-  try {
-    // setpriv --pdeathsig: dockerd is SIGKILLed if this Node process dies without cleaning up
-    const usePdeath = onPath("setpriv");
-    child = spawn(
-      usePdeath ? "setpriv" : "dockerd",
-      usePdeath ? ["--pdeathsig", "KILL", "--", "dockerd", ...args] : args,
-      {
-        stdio: ["ignore", fd, fd],
-        detached: true, // own process group: a terminal ^C reaches us, and we stop it in order
-      },
-    );
-  } finally {
-    closeSync(fd);
-  }
-  res.child = child;
-  child.unref(); // a forgotten stop() must not keep the test process alive; the exit net kills it
-  const attempt: DaemonAttempt = { child, ok: false, exited: false };
-  child.once("exit", () => {
-    attempt.exited = true;
-  });
-  child.once("error", () => {
-    attempt.exited = true;
-  });
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && !attempt.exited) {
-    if ((await ping({ socketPath })) && (!tcp || (await ping(tcp)))) {
-      attempt.ok = true;
-      return attempt;
-    }
-    await sleep(100);
-  }
-  return attempt;
+  // setpriv --pdeathsig: dockerd is SIGKILLed if this Node process dies without cleaning up
+  const usePdeath = onPath("setpriv");
+  return spawnDaemon(
+    usePdeath ? "setpriv" : "dockerd",
+    usePdeath ? ["--pdeathsig", "KILL", "--", "dockerd", ...args] : args,
+    logPath,
+    (child) => {
+      res.child = child;
+    },
+    async () => (await ping({ socketPath })) && (!tcp || (await ping(tcp))),
+    timeoutMs,
+  );
 }
 
 async function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
@@ -736,9 +524,7 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<PrivateDo
       const alive = res.child && res.child.exitCode === null && res.child.signalCode === null;
       if (alive) {
         if (wantSwarm) await runDocker(host, ["swarm", "leave", "--force"], { timeoutMs: 20_000 });
-        const ps = await runDocker(host, ["ps", "-aq"], { timeoutMs: 10_000 });
-        const ids = ps.stdout.split(/\s+/).filter(Boolean);
-        if (ids.length) await runDocker(host, ["rm", "-f", "-v", ...ids], { timeoutMs: 30_000 });
+        await removeAllContainers(host);
         await runDocker(host, ["network", "prune", "-f"], { timeoutMs: 10_000 });
         const child = res.child as ChildProcess;
         child.kill("SIGTERM");
@@ -756,64 +542,46 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<PrivateDo
     const x = await claimSubnet(res);
     const ports = new Set<number>();
     const tcpPort = opts.tcp ? await pickPort("tcp", ports) : undefined;
-    await writeFile(join(dir, "daemon.json"), "{}\n");
+    const baseArgs = await daemonArgs(
+      dir,
+      socketPath,
+      res.cgroupParent,
+      [
+        ...(tcpPort ? [`--host=tcp://127.0.0.1:${tcpPort}`] : []),
+        ...(tcpPort && opts.tls
+          ? [
+              "--tlsverify",
+              `--tlscacert=${opts.tls.ca}`,
+              `--tlscert=${opts.tls.cert}`,
+              `--tlskey=${opts.tls.key}`,
+            ]
+          : []),
+      ],
+      [
+        `--bridge=pcb${x}`, // our own bridge (10.x.0.1/24), not docker0
+        `--default-address-pool=base=10.${x}.64.0/18,size=24`,
+        "--iptables=false", // don't rewrite the host's (shared) DOCKER chains
+        "--ip-masq=false",
+        "--ip-forward=false", // don't flip the host's net.ipv4.ip_forward
+        "--userland-proxy=false",
+      ],
+    );
 
-    const baseArgs = [
-      `--config-file=${join(dir, "daemon.json")}`, // never read /etc/docker/daemon.json
-      `--host=unix://${socketPath}`,
-      ...(tcpPort ? [`--host=tcp://127.0.0.1:${tcpPort}`] : []),
-      ...(tcpPort && opts.tls
-        ? [
-            "--tlsverify",
-            `--tlscacert=${opts.tls.ca}`,
-            `--tlscert=${opts.tls.cert}`,
-            `--tlskey=${opts.tls.key}`,
-          ]
-        : []),
-      `--data-root=${join(dir, "data")}`,
-      `--exec-root=${join(dir, "exec")}`,
-      `--pidfile=${join(dir, "pid")}`,
-      `--bridge=pcb${x}`, // our own bridge (10.x.0.1/24), not docker0
-      `--default-address-pool=base=10.${x}.64.0/18,size=24`,
-      "--iptables=false", // don't rewrite the host's (shared) DOCKER chains
-      "--ip-masq=false",
-      "--ip-forward=false", // don't flip the host's net.ipv4.ip_forward
-      "--userland-proxy=false",
-      "--exec-opt=native.cgroupdriver=cgroupfs",
-      `--cgroup-parent=/${res.cgroupParent}`,
-      "--log-level=warn",
-    ];
-
-    const drivers = process.env.PORTCULLIS_DOCKERD_STORAGE_DRIVER
-      ? [process.env.PORTCULLIS_DOCKERD_STORAGE_DRIVER]
-      : ["overlay2", "vfs"];
-    let storageDriver = "";
     const t0 = Date.now();
-    for (const driver of drivers) {
-      const attempt = await launchDaemon(
-        res,
-        [...baseArgs, `--storage-driver=${driver}`],
-        logPath,
-        socketPath,
-        // A TLS listener can't answer a plain-HTTP ping: readiness is checked on the unix socket then.
-        tcpPort && !opts.tls ? { host: "127.0.0.1", port: tcpPort } : undefined,
-        startTimeoutMs,
-      );
-      if (attempt.ok) {
-        storageDriver = driver;
-        break;
-      }
-      const why = attempt.exited ? "exited" : `did not answer /_ping within ${startTimeoutMs} ms`;
-      const logTail = tail(logPath);
-      // tear this attempt down before trying the next driver
-      teardownSync(res, true);
-      if (driver === drivers[drivers.length - 1]) {
-        throw new Error(`private dockerd (${driver}) ${why}; tail of ${logPath}:\n${logTail}`);
-      }
-      await writeFile(logPath, `--- ${driver} failed (${why}); retrying with the next storage driver\n`, {
-        flag: "a",
-      });
-    }
+    const { driver: storageDriver } = await launchWithStorageDrivers(
+      (driver) =>
+        launchDaemon(
+          res,
+          [...baseArgs, `--storage-driver=${driver}`],
+          logPath,
+          socketPath,
+          // A TLS listener can't answer a plain-HTTP ping: readiness is checked on the unix socket then.
+          tcpPort && !opts.tls ? { host: "127.0.0.1", port: tcpPort } : undefined,
+          startTimeoutMs,
+        ),
+      () => teardownSync(res, true),
+      { label: "private dockerd", logPath, timeoutMs: startTimeoutMs, tailLines: LOG_TAIL },
+    );
     const timings: PrivateDockerd["timings"] = { daemon: Date.now() - t0 };
 
     if (wantSwarm) {
@@ -846,7 +614,9 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<PrivateDo
         { timeoutMs: 60_000 },
       );
       if (init.code !== 0)
-        throw new Error(`docker swarm init failed: ${init.stderr}\ntail of ${logPath}:\n${tail(logPath)}`);
+        throw new Error(
+          `docker swarm init failed: ${init.stderr}\ntail of ${logPath}:\n${tail(logPath, LOG_TAIL)}`,
+        );
       timings.swarm = Date.now() - t1;
     }
 
@@ -878,7 +648,7 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<PrivateDo
       stop,
     };
   } catch (e) {
-    const logTail = existsSync(logPath) ? tail(logPath) : "";
+    const logTail = existsSync(logPath) ? tail(logPath, LOG_TAIL) : "";
     await stop().catch(() => {});
     if (e instanceof Error && logTail && !e.message.includes("tail of"))
       e.message += `\ntail of dockerd.log:\n${logTail}`;
@@ -919,7 +689,9 @@ export async function stopDaemonProcess(
         : undefined;
       const attempt = await launchDaemon(res, args, engine.logPath, engine.socketPath, tcp, 30_000);
       if (!attempt.ok)
-        throw new Error(`dockerd did not come back; tail of ${engine.logPath}:\n${tail(engine.logPath)}`);
+        throw new Error(
+          `dockerd did not come back; tail of ${engine.logPath}:\n${tail(engine.logPath, LOG_TAIL)}`,
+        );
       engine.pid = attempt.child.pid ?? engine.pid;
     },
   };

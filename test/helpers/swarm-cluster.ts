@@ -29,23 +29,12 @@
  *   const cluster = await startSwarmCluster({ managers: 1, workers: 1 });
  *   try { await runDocker(cluster.manager.host, ["node", "ls"]); } finally { await cluster.stop(); }
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import {
-  closeSync,
-  existsSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
-import http from "node:http";
-import { constants as osConstants } from "node:os";
+import type { ChildProcess } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdir, mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
 import { runDocker } from "./docker-cli.js";
+import * as common from "./dockerd-common.js";
 
 export interface SwarmNode {
   /** Node name, also its hostname inside its UTS namespace: "pcsw-m1", "pcsw-w1", ... */
@@ -93,6 +82,8 @@ export interface SwarmClusterOptions {
 }
 
 export const SWARM_DIR_PREFIX = "portcullis-swarm-";
+/** Lines of each dockerd.log quoted in errors. */
+const LOG_TAIL = 30;
 const BRIDGE = "pcswbr0";
 const NET_PREFIX = "10.249.0";
 const ADDR_POOL = "10.249.128.0/17";
@@ -111,29 +102,9 @@ const IPT_RULE = [
   "ACCEPT",
 ];
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function runSync(
-  cmd: string,
-  args: string[],
-  timeoutMs = 15_000,
-): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { encoding: "utf8", timeout: timeoutMs });
-  return {
-    code: r.status,
-    stdout: r.stdout ?? "",
-    stderr: (r.stderr ?? "") + (r.error ? String(r.error) : ""),
-  };
-}
-
-function onPath(cmd: string): boolean {
-  for (const d of (process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(
-    ":",
-  )) {
-    if (d && existsSync(join(d, cmd))) return true;
-  }
-  return false;
-}
+/** Every ip/iptables/umount call here is bounded by this. */
+const RUN_TIMEOUT_MS = 15_000;
+const runSync = (cmd: string, args: string[]) => common.runSync(cmd, args, RUN_TIMEOUT_MS);
 
 /* ------------------------------------------------------------------ availability */
 
@@ -151,7 +122,7 @@ export function swarmClusterMissing(): string | undefined {
     ["tar", "tar"],
     ["ldd", "libc-bin"],
   ] as const) {
-    if (!onPath(cmd)) missing.push(`\`${cmd}\` (Debian package ${pkg})`);
+    if (!common.onPath(cmd)) missing.push(`\`${cmd}\` (Debian package ${pkg})`);
   }
   return missing.length ? missing.join(", ") : undefined;
 }
@@ -190,90 +161,6 @@ function writeState(res: ClusterRes): void {
   writeFileSync(join(dir, "cluster.json"), `${JSON.stringify(plain, null, 2)}\n`);
 }
 
-function pidsMentioning(dir: string): number[] {
-  const pids: number[] = [];
-  let entries: string[] = [];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return pids;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, "utf8").includes(dir)) pids.push(Number(e));
-    } catch {
-      /* gone */
-    }
-  }
-  return pids;
-}
-
-function cgroupDirs(name: string): string[] {
-  const root = "/sys/fs/cgroup";
-  const dirs: string[] = [];
-  if (existsSync(join(root, name))) dirs.push(join(root, name));
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(root);
-  } catch {
-    return dirs;
-  }
-  for (const e of entries) {
-    const d = join(root, e, name);
-    if (!dirs.includes(d) && existsSync(d)) dirs.push(d);
-  }
-  return dirs;
-}
-
-function cgroupPids(dir: string): number[] {
-  const pids: number[] = [];
-  const walk = (d: string): void => {
-    try {
-      for (const l of readFileSync(join(d, "cgroup.procs"), "utf8").split("\n"))
-        if (l.trim()) pids.push(Number(l));
-    } catch {
-      /* ignore */
-    }
-    try {
-      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
-    } catch {
-      /* ignore */
-    }
-  };
-  walk(dir);
-  return pids;
-}
-
-function removeCgroupTree(dir: string): void {
-  try {
-    for (const e of readdirSync(dir, { withFileTypes: true }))
-      if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
-    rmdirSync(dir);
-  } catch {
-    /* best effort */
-  }
-}
-
-function mountsUnder(dir: string): string[] {
-  let text = "";
-  try {
-    text = readFileSync("/proc/self/mountinfo", "utf8");
-  } catch {
-    return [];
-  }
-  const unoctal = (s: string) =>
-    s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-  const points = new Set<string>();
-  for (const line of text.split("\n")) {
-    const mp = line.split(" ")[4];
-    if (!mp) continue;
-    const p = unoctal(mp);
-    if (p === dir || p.startsWith(`${dir}/`)) points.add(p);
-  }
-  return [...points].sort((a, b) => b.length - a.length);
-}
-
 function iptablesRulePresent(): boolean {
   return runSync("iptables", ["-C", ...IPT_RULE]).code === 0;
 }
@@ -281,27 +168,23 @@ function iptablesRulePresent(): boolean {
 /** Synchronous teardown of everything `res` lists; safe on a half-built or already torn down cluster. */
 function teardownSync(res: ClusterRes): void {
   // 1. processes: dockerds, containerds, shims (cmdline mentions the dir) and container processes (our cgroups)
-  for (let round = 0; round < 4; round++) {
-    const pids = new Set<number>(pidsMentioning(res.dir));
-    for (const n of res.nodes) {
-      if (n.child?.pid && n.child.exitCode === null && n.child.signalCode === null) pids.add(n.child.pid);
-      for (const cg of cgroupDirs(n.cgroupParent)) for (const p of cgroupPids(cg)) pids.add(p);
-    }
-    pids.delete(process.pid);
-    if (pids.size === 0) break;
-    for (const p of pids) {
-      try {
-        process.kill(p, "SIGKILL");
-      } catch {
-        /* gone */
+  common.killUntilGone(
+    () => {
+      const pids = new Set<number>(common.pidsMentioning(res.dir));
+      for (const n of res.nodes) {
+        if (n.child?.pid && n.child.exitCode === null && n.child.signalCode === null) pids.add(n.child.pid);
+        for (const cg of common.cgroupDirs(n.cgroupParent))
+          for (const p of common.cgroupPids(cg)) pids.add(p);
       }
-    }
-    spawnSync("sleep", ["0.3"]);
-  }
+      return pids;
+    },
+    4,
+    "0.3",
+  );
   // 2. mounts under the dir (overlay layers, shm, netns bind mounts of containers)
-  for (const mp of mountsUnder(res.dir)) runSync("umount", ["-l", mp]);
+  common.unmountUnder(res.dir, RUN_TIMEOUT_MS);
   // 3. cgroups
-  for (const n of res.nodes) for (const cg of cgroupDirs(n.cgroupParent)) removeCgroupTree(cg);
+  for (const n of res.nodes) for (const cg of common.cgroupDirs(n.cgroupParent)) common.removeCgroupTree(cg);
   // 4. namespaces and links (deleting a netns destroys the veth peer inside it, and so the pair)
   for (const n of res.nodes) {
     if (existsSync(`/var/run/netns/${n.netns}`)) runSync("ip", ["netns", "del", n.netns]);
@@ -314,53 +197,12 @@ function teardownSync(res: ClusterRes): void {
   if (res.bridge && existsSync(`/sys/class/net/${BRIDGE}`)) runSync("ip", ["link", "del", BRIDGE]);
   res.bridge = false;
   // 5. the dir
-  try {
-    rmSync(res.dir, { recursive: true, force: true, maxRetries: 3 });
-  } catch {
-    for (const mp of mountsUnder(res.dir)) runSync("umount", ["-l", mp]);
-    try {
-      rmSync(res.dir, { recursive: true, force: true });
-    } catch {
-      /* best effort */
-    }
-  }
+  common.removeDirSync(res.dir, RUN_TIMEOUT_MS);
   live.delete(res);
 }
 
 const live = new Set<ClusterRes>();
-let safetyNetInstalled = false;
-
-function installSafetyNet(): void {
-  if (safetyNetInstalled) return;
-  safetyNetInstalled = true;
-  const killAll = (): void => {
-    for (const res of [...live]) {
-      try {
-        teardownSync(res);
-      } catch {
-        /* keep going */
-      }
-    }
-  };
-  process.on("exit", killAll);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const handler = (): void => {
-      killAll();
-      process.removeListener(sig, handler);
-      if (process.listenerCount(sig) === 0) process.exit(128 + (osConstants.signals[sig] ?? 0));
-    };
-    process.on(sig, handler);
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const installSafetyNet = common.exitSafetyNet(live, teardownSync);
 
 /** Tears down clusters whose owning process is gone (a crashed or SIGKILLed run). Returns their dirs. */
 export function sweepStaleClusters(): string[] {
@@ -384,7 +226,7 @@ export function sweepStaleClusters(): string[] {
     } catch {
       state = undefined;
     }
-    if (state && pidAlive(state.ownerPid)) {
+    if (state && common.pidAlive(state.ownerPid)) {
       ownedByLiveProcess = true;
       continue;
     }
@@ -414,27 +256,6 @@ export function sweepStaleClusters(): string[] {
 
 /* ------------------------------------------------------------------ start */
 
-function ping(socketPath: string, timeoutMs = 1_000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = http.request({ socketPath, path: "/_ping", method: "GET", timeout: timeoutMs }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode === 200));
-      res.on("error", () => resolve(false));
-    });
-    req.on("timeout", () => req.destroy());
-    req.on("error", () => resolve(false));
-    req.end();
-  });
-}
-
-function tail(path: string, lines = 30): string {
-  try {
-    return readFileSync(path, "utf8").split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
 function must(r: { code: number | null; stderr: string; stdout?: string }, what: string): void {
   if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}): ${r.stderr.trim()}`);
 }
@@ -454,14 +275,9 @@ async function waitFor<T>(
     } catch (e) {
       last = e;
     }
-    await sleep(intervalMs);
+    await common.sleep(intervalMs);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-}
-
-function storageDrivers(): string[] {
-  const forced = process.env.PORTCULLIS_DOCKERD_STORAGE_DRIVER;
-  return forced ? [forced] : ["overlay2", "vfs"];
 }
 
 async function startNodeDaemon(
@@ -471,27 +287,19 @@ async function startNodeDaemon(
 ): Promise<{ pid: number; socketPath: string; logPath: string }> {
   const socketPath = join(n.dir, "docker.sock");
   const logPath = join(n.dir, "dockerd.log");
-  await writeFile(join(n.dir, "daemon.json"), "{}\n");
-  const base = [
-    `--config-file=${join(n.dir, "daemon.json")}`,
-    `--host=unix://${socketPath}`,
-    `--data-root=${join(n.dir, "data")}`,
-    `--exec-root=${join(n.dir, "exec")}`,
-    `--pidfile=${join(n.dir, "pid")}`,
-    `--bip=10.249.${16 + index}.1/24`,
-    `--default-address-pool=base=10.249.${32 + 8 * index}.0/21,size=24`,
-    "--exec-opt=native.cgroupdriver=cgroupfs",
-    `--cgroup-parent=/${n.cgroupParent}`,
-    "--log-level=warn",
-  ];
-  for (const driver of storageDrivers()) {
-    const fd = openSync(logPath, "a");
-    let child: ChildProcess;
-    try {
+  const base = await common.daemonArgs(
+    n.dir,
+    socketPath,
+    n.cgroupParent,
+    [],
+    [`--bip=10.249.${16 + index}.1/24`, `--default-address-pool=base=10.249.${32 + 8 * index}.0/21,size=24`],
+  );
+  const { attempt } = await common.launchWithStorageDrivers(
+    (driver) =>
       // one process all the way: setpriv (pdeathsig: dies with this test process) -> nsenter into the
       // node's netns (keeps the root mount namespace and its cgroup mounts) -> unshare a UTS namespace
       // -> set the node's hostname -> exec dockerd
-      child = spawn(
+      common.spawnDaemon(
         "setpriv",
         [
           "--pdeathsig",
@@ -510,46 +318,23 @@ async function startNodeDaemon(
           ...base,
           `--storage-driver=${driver}`,
         ],
-        { stdio: ["ignore", fd, fd], detached: true },
-      );
-    } finally {
-      closeSync(fd);
-    }
-    child.unref();
-    n.child = child;
-    let exited = false;
-    child.once("exit", () => {
-      exited = true;
-    });
-    child.once("error", () => {
-      exited = true;
-    });
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && !exited) {
-      if (await ping(socketPath)) return { pid: child.pid as number, socketPath, logPath };
-      await sleep(100);
-    }
-    const why = exited ? "exited" : `did not answer /_ping within ${timeoutMs} ms`;
-    if (!exited) child.kill("SIGKILL");
-    await sleep(300);
-    // clean this attempt before trying the next driver
-    for (const p of pidsMentioning(n.dir)) {
-      try {
-        process.kill(p, "SIGKILL");
-      } catch {
-        /* gone */
-      }
-    }
-    for (const mp of mountsUnder(n.dir)) runSync("umount", ["-l", mp]);
-    for (const sub of ["data", "exec", "pid", "docker.sock"])
-      rmSync(join(n.dir, sub), { recursive: true, force: true });
-    if (driver === storageDrivers().at(-1))
-      throw new Error(`dockerd of ${n.name} (${driver}) ${why}; tail of ${logPath}:\n${tail(logPath)}`);
-    writeFileSync(logPath, `--- ${driver} failed (${why}); retrying with the next storage driver\n`, {
-      flag: "a",
-    });
-  }
-  throw new Error("unreachable");
+        logPath,
+        (child) => {
+          n.child = child;
+        },
+        () => common.ping({ socketPath }),
+        timeoutMs,
+      ),
+    async ({ child, exited }) => {
+      if (!exited) child.kill("SIGKILL");
+      await common.sleep(300);
+      common.killPids(common.pidsMentioning(n.dir));
+      common.unmountUnder(n.dir, RUN_TIMEOUT_MS);
+      common.removeDaemonState(n.dir);
+    },
+    { label: `dockerd of ${n.name}`, logPath, timeoutMs, tailLines: LOG_TAIL },
+  );
+  return { pid: attempt.child.pid as number, socketPath, logPath };
 }
 
 export async function startSwarmCluster(opts: SwarmClusterOptions = {}): Promise<SwarmCluster> {
@@ -577,7 +362,7 @@ export async function startSwarmCluster(opts: SwarmClusterOptions = {}): Promise
   const nodes: SwarmNode[] = [];
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      const alive = nodes.filter((n) => pidAlive(n.pid));
+      const alive = nodes.filter((n) => common.pidAlive(n.pid));
       // services first (while the managers still have quorum), then leave: workers, then managers
       const mgr = alive.find((n) => n.role === "manager");
       if (mgr && opts.swarm !== false) {
@@ -592,16 +377,14 @@ export async function startSwarmCluster(opts: SwarmClusterOptions = {}): Promise
       }
       await Promise.all(
         alive.map(async (n) => {
-          const ps = await runDocker(n.host, ["ps", "-aq"], { timeoutMs: 10_000 });
-          const ids = ps.stdout.split(/\s+/).filter(Boolean);
-          if (ids.length) await runDocker(n.host, ["rm", "-f", "-v", ...ids], { timeoutMs: 30_000 });
+          await common.removeAllContainers(n.host);
           try {
             process.kill(n.pid, "SIGTERM");
           } catch {
             /* gone */
           }
           const deadline = Date.now() + 15_000;
-          while (pidAlive(n.pid) && Date.now() < deadline) await sleep(100);
+          while (common.pidAlive(n.pid) && Date.now() < deadline) await common.sleep(100);
         }),
       );
       teardownSync(res);
@@ -764,7 +547,7 @@ export async function startSwarmCluster(opts: SwarmClusterOptions = {}): Promise
     };
     return cluster;
   } catch (e) {
-    const logs = nodes.map((n) => `--- ${n.name} ${n.logPath}\n${tail(n.logPath, 15)}`).join("\n");
+    const logs = nodes.map((n) => `--- ${n.name} ${n.logPath}\n${common.tail(n.logPath, 15)}`).join("\n");
     await stop().catch(() => {});
     teardownSync(res);
     if (e instanceof Error && logs) e.message += `\n${logs}`;

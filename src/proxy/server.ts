@@ -137,6 +137,9 @@ const CLIENT_ERRORS: Readonly<Record<string, [number, string]>> = {
   HPE_HEADERS_TIMEOUT: [408, "request head was not completed in time (PORTCULLIS_HEADERS_TIMEOUT_MS)"],
 };
 
+/** Socket errors Node hands to `clientError`: the client closed or reset the connection. */
+const CLIENT_GONE: ReadonlySet<string> = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "ETIMEDOUT"]);
+
 function createHttpServer(spec: ListenerSpec, config: ProxyConfig): http.Server {
   const options: http.ServerOptions = {
     maxHeaderSize: config.limits.maxHeaderBytes,
@@ -411,6 +414,12 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
   });
 
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (CLIENT_GONE.has(error.code ?? "")) {
+      // Node reports a client's reset here too: not a malformed request, and nobody left to answer.
+      logger.debug({ listener, peer: peerOf(socket), code: error.code }, `client went away (${error.code})`);
+      socket.destroy();
+      return;
+    }
     const [status, message] = CLIENT_ERRORS[error.code ?? ""] ?? [
       400,
       `malformed HTTP request (${error.code ?? error.message})`,

@@ -51,7 +51,9 @@ export function call(port: number, method: string, path: string, opts: CallOptio
         res.on("error", reject);
       },
     );
-    req.on("timeout", () => req.destroy(new Error(`${method} ${path}: no answer in ${opts.timeoutMs ?? 15_000} ms`)));
+    req.on("timeout", () =>
+      req.destroy(new Error(`${method} ${path}: no answer in ${opts.timeoutMs ?? 15_000} ms`)),
+    );
     req.on("error", reject);
     req.end(body);
   });
@@ -127,7 +129,11 @@ export class RawClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiter = undefined;
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${JSON.stringify(this.buf.subarray(0, 160).toString("latin1"))}`));
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${what}; got ${JSON.stringify(this.buf.subarray(0, 160).toString("latin1"))}`,
+          ),
+        );
       }, timeoutMs);
       const check = () => {
         if (probe(this.buf)) {
@@ -137,7 +143,11 @@ export class RawClient {
         } else if (this.ended) {
           clearTimeout(timer);
           this.waiter = undefined;
-          reject(new Error(`connection closed (${this.error ?? "EOF"}) while waiting for ${what}; got ${JSON.stringify(this.buf.subarray(0, 160).toString("latin1"))}`));
+          reject(
+            new Error(
+              `connection closed (${this.error ?? "EOF"}) while waiting for ${what}; got ${JSON.stringify(this.buf.subarray(0, 160).toString("latin1"))}`,
+            ),
+          );
         }
       };
       this.waiter = check;
@@ -171,6 +181,8 @@ export interface Fixtures {
   readonly cat: string;
   /** Running, prints a line every 200 ms. */
   readonly ticker: string;
+  /** Running, idle: archive uploads go here (dockerd serialises them per container). */
+  readonly sink: string;
 }
 
 async function mustRun(host: string, args: string[]): Promise<string> {
@@ -180,7 +192,11 @@ async function mustRun(host: string, args: string[]): Promise<string> {
 }
 
 /** Creates the containers the cycles use, straight on the daemon. */
-export async function createFixtures(dockerHost: string, image: string, prefix = "pc-fault"): Promise<Fixtures> {
+export async function createFixtures(
+  dockerHost: string,
+  image: string,
+  prefix = "pc-fault",
+): Promise<Fixtures> {
   const cat = await mustRun(dockerHost, ["run", "-d", "-i", "--name", `${prefix}-cat`, image, "cat"]);
   const ticker = await mustRun(dockerHost, [
     "run",
@@ -192,25 +208,27 @@ export async function createFixtures(dockerHost: string, image: string, prefix =
     "-c",
     "while true; do echo tick; sleep 0.2; done",
   ]);
-  return { image, cat, ticker };
+  const sink = await mustRun(dockerHost, ["run", "-d", "--name", `${prefix}-sink`, image, "sleep", "100000"]);
+  return { image, cat, ticker, sink };
 }
 
 export async function removeFixtures(dockerHost: string, fx: Fixtures | undefined): Promise<void> {
   if (fx === undefined) return;
-  await runDocker(dockerHost, ["rm", "-f", "-v", fx.cat, fx.ticker], { timeoutMs: 30_000 });
+  await runDocker(dockerHost, ["rm", "-f", "-v", fx.cat, fx.ticker, fx.sink], { timeoutMs: 30_000 });
 }
 
 /* ------------------------------------------------------------------ abort cycles */
 
+/** Uploads last: dockerd works through aborted uploads for a while after the client is gone. */
 export const ABORT_KINDS = [
-  "upload-archive",
-  "upload-load",
   "download-save",
   "download-export",
   "stream-events",
   "stream-logs",
   "hijack-attach",
   "hijack-exec",
+  "upload-archive",
+  "upload-load",
 ] as const;
 export type AbortKind = (typeof ABORT_KINDS)[number];
 
@@ -225,7 +243,13 @@ export function tarHeader(name: string, size: number): Buffer {
   h.write("0000000\0", 108, "latin1");
   h.write("0000000\0", 116, "latin1");
   h.write(`${size.toString(8).padStart(11, "0")}\0`, 124, "latin1");
-  h.write(`${Math.floor(Date.now() / 1000).toString(8).padStart(11, "0")}\0`, 136, "latin1");
+  h.write(
+    `${Math.floor(Date.now() / 1000)
+      .toString(8)
+      .padStart(11, "0")}\0`,
+    136,
+    "latin1",
+  );
   h.write("        ", 148, "latin1");
   h.write("0", 156, "latin1");
   h.write("ustar\0" + "00", 257, "latin1");
@@ -261,7 +285,12 @@ export async function createExec(port: number, fx: Fixtures, agent?: http.Agent)
  * mid-upload (8 MiB declared, 64 KiB sent), mid-download (after 64 KiB), mid-stream (after the head
  * or the first line), mid-hijack (after the 101 and one echoed line).
  */
-export async function abortCycle(kind: AbortKind, port: number, fx: Fixtures, agent?: http.Agent): Promise<void> {
+export async function abortCycle(
+  kind: AbortKind,
+  port: number,
+  fx: Fixtures,
+  agent?: http.Agent,
+): Promise<void> {
   const execId = kind === "hijack-exec" ? await createExec(port, fx, agent) : undefined;
   const c = await RawClient.connect(port);
   try {
@@ -269,7 +298,9 @@ export async function abortCycle(kind: AbortKind, port: number, fx: Fixtures, ag
       case "upload-archive":
       case "upload-load": {
         const path =
-          kind === "upload-archive" ? `/v1.41/containers/${fx.cat}/archive?path=/tmp` : "/v1.41/images/load?quiet=1";
+          kind === "upload-archive"
+            ? `/v1.41/containers/${fx.sink}/archive?path=/tmp`
+            : "/v1.41/images/load?quiet=1";
         await c.write(
           head(kind === "upload-archive" ? "PUT" : "POST", path, {
             "Content-Type": "application/x-tar",
@@ -279,7 +310,10 @@ export async function abortCycle(kind: AbortKind, port: number, fx: Fixtures, ag
         await c.write(PARTIAL);
         // Let the proxy start relaying (its head and some body reach the daemon), then vanish.
         await tick(2);
-        if (c.ended) throw new Error(`${kind}: the proxy closed before the client went away: ${c.received.toString("latin1").slice(0, 200)}`);
+        if (c.ended)
+          throw new Error(
+            `${kind}: the proxy closed before the client went away: ${c.received.toString("latin1").slice(0, 200)}`,
+          );
         break;
       }
       case "download-save":
@@ -320,7 +354,8 @@ export async function abortCycle(kind: AbortKind, port: number, fx: Fixtures, ag
           }) + body,
         );
         await c.until(hasHead, `${kind}: the 101`);
-        if (c.status() !== 101) throw new Error(`${kind}: status ${c.status()} ${c.received.toString("latin1").slice(0, 200)}`);
+        if (c.status() !== 101)
+          throw new Error(`${kind}: status ${c.status()} ${c.received.toString("latin1").slice(0, 200)}`);
         const marker = `m${Math.random().toString(36).slice(2, 10)}`;
         await c.write(`${marker}\n`);
         await c.until((b) => b.includes(marker), `${kind}: the echo`);

@@ -22,6 +22,11 @@ export interface ProcStats {
   readonly fds: number;
   /** Of which sockets (TCP and unix, client and daemon side, listeners included). */
   readonly sockets: number;
+  /**
+   * Of which unix sockets: with TCP listeners and a unix-socket daemon, the connections to the daemon
+   * (pooled and tunnels), plus the IPC channel of a forked process.
+   */
+  readonly unix: number;
   /** Resident set size in bytes. */
   readonly rss: number;
 }
@@ -58,17 +63,27 @@ export interface ProxyProcess {
 export function procStats(pid: number): ProcStats {
   let fds = 0;
   let sockets = 0;
+  let unix = 0;
+  const unixInodes = new Set<string>();
+  for (const line of readFileSync(`/proc/${pid}/net/unix`, "utf8").split("\n").slice(1)) {
+    const inode = line.trim().split(/\s+/)[6];
+    if (inode) unixInodes.add(inode);
+  }
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     fds++;
     try {
-      if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith("socket:")) sockets++;
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) {
+        sockets++;
+        if (unixInodes.has(m[1] as string)) unix++;
+      }
     } catch {
       /* closed meanwhile */
     }
   }
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { fds, sockets, rss: rssKb * 1024 };
+  return { fds, sockets, unix, rss: rssKb * 1024 };
 }
 
 const ENTRY = fileURLToPath(import.meta.url);
@@ -107,7 +122,10 @@ export async function startProxyProcess(
     }
   });
   const ready = new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`proxy process did not start in ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`proxy process did not start in ${timeoutMs} ms:\n${out}`)),
+      timeoutMs,
+    );
     child.on("message", (m: { kind?: string; port?: number }) => {
       if (m.kind === "ready") {
         clearTimeout(timer);

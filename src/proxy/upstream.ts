@@ -1,9 +1,22 @@
 /** The Docker daemon end: a keep-alive pool for ordinary requests and fresh sockets for hijacks. */
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import net from "node:net";
 import tls from "node:tls";
-import { Pool } from "undici";
+import type { Pool as PoolType } from "undici";
 import { describeUpstream, type UpstreamSpec } from "../config/config.js";
+
+// Only the Pool and the request APIs, not undici's index: the index also loads fetch, WebSocket, the
+// cache and cookies, and its cookies module reads globalThis.Headers, which makes Node load its own
+// bundled undici as well. Measured by `npm run bench` (docs/benchmarks.md): start-up and idle RSS.
+// undici is pinned to an exact version in package.json, so these paths cannot move under us.
+const require = createRequire(import.meta.url);
+type Pool = PoolType;
+const Pool: typeof PoolType = require("undici/lib/dispatcher/pool.js");
+const Dispatcher: { prototype: object } = require("undici/lib/dispatcher/dispatcher.js");
+// what undici's index does for every dispatcher (request, stream, pipeline, upgrade, connect)
+if (!("request" in Dispatcher.prototype))
+  Object.assign(Dispatcher.prototype, require("undici/lib/api/index.js"));
 
 export interface Upstream {
   readonly pool: Pool;

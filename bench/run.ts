@@ -56,6 +56,9 @@ const HELP = `node dist/bench/run.js [options]    (npm run bench -- [options])
   --hold             set everything up, print the targets, then wait (at most an hour) for Ctrl-C
   --out FILE         JSON results (default bench/results/latest.json; with --smoke a temp file)
   --help
+
+  PORTCULLIS_BENCH_CLI=/path/to/main.js measures another portcullis build (before/after a change);
+  node dist/bench/ab.js A.js B.js compares two builds' start-up and idle RSS without a daemon.
 `;
 
 /** The toggles both proxies get: what the scenarios need, nothing more. */

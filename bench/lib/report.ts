@@ -80,7 +80,8 @@ export function markdownTable(rows: MetricSummary[]): string {
   for (const r of rows) {
     const label = r.scenario === last ? "" : r.scenario;
     last = r.scenario;
-    const digits = r.unit === "ms" && r.metric !== "start-up" ? 2 : 1;
+    // latencies to 0.01 ms; CPU times are whole ms (10 ms ticks); everything else to 0.1
+    const digits = r.unit !== "ms" ? 1 : r.metric.includes("CPU") ? 0 : r.metric === "start-up" ? 1 : 2;
     out.push(
       `| ${label} | ${r.metric} (${r.unit}) | ${fmt(r.median.direct ?? Number.NaN, digits)} | ${fmt(
         r.median.haproxy ?? Number.NaN,

@@ -31,18 +31,36 @@ const globs = (what: string) => z.array(z.string().min(1)).describe(what);
 /** Request-body rules; every key is optional and falls back to the secure default. */
 export const bodyRulesSchema = z
   .strictObject({
-    privileged: z.boolean().optional().describe("privileged containers, exec and plugin services (default false)"),
-    capabilities: globs("capabilities that may be added, without CAP_ (default none; ALL must be listed to allow ALL)").optional(),
-    devices: z.boolean().optional().describe("devices, device cgroup rules, device requests such as GPUs (default false)"),
-    host_namespaces: z.boolean().optional().describe("host network/pid/ipc/uts/userns/cgroupns, macvlan/ipvlan networks (default false)"),
-    unconfined: z.boolean().optional().describe("seccomp/apparmor unconfined, SELinux disabled, unmasked /proc paths, custom seccomp (default false)"),
+    privileged: z
+      .boolean()
+      .optional()
+      .describe("privileged containers, exec and plugin services (default false)"),
+    capabilities: globs(
+      "capabilities that may be added, without CAP_ (default none; ALL must be listed to allow ALL)",
+    ).optional(),
+    devices: z
+      .boolean()
+      .optional()
+      .describe("devices, device cgroup rules, device requests such as GPUs (default false)"),
+    host_namespaces: z
+      .boolean()
+      .optional()
+      .describe("host network/pid/ipc/uts/userns/cgroupns, macvlan/ipvlan networks (default false)"),
+    unconfined: z
+      .boolean()
+      .optional()
+      .describe(
+        "seccomp/apparmor unconfined, SELinux disabled, unmasked /proc paths, custom seccomp (default false)",
+      ),
     bind_sources: globs("host paths that may be bind-mounted, e.g. /srv/data/** (default none)").optional(),
     volumes_from: z.boolean().optional().describe("VolumesFrom (default false)"),
     sysctls: globs("sysctl names that may be set (default none)").optional(),
     runtimes: globs("runtimes other than the default that may be used (default none)").optional(),
     non_root: z.boolean().optional().describe("require an explicit non-root user (default false)"),
     images: globs("images that may be run, normalized like docker.io/library/nginx (default **)").optional(),
-    exec_commands: globs("exec command lines (argv joined by spaces; * matches anything) that may be created (default *)").optional(),
+    exec_commands: globs(
+      "exec command lines (argv joined by spaces; * matches anything) that may be created (default *)",
+    ).optional(),
   })
   .describe("rules on container/exec/service/volume/network/plugin request bodies");
 
@@ -81,10 +99,14 @@ export const profileSchema = z.strictObject({
   body: z
     .union([z.literal(false), bodyRulesSchema])
     .optional()
-    .describe("what request bodies may contain (secure defaults apply when omitted); false turns body inspection off"),
+    .describe(
+      "what request bodies may contain (secure defaults apply when omitted); false turns body inspection off",
+    ),
   mutate: z
     .strictObject({
-      labels: z.record(z.string(), z.string()).describe("labels stamped on created containers, services, networks and volumes"),
+      labels: z
+        .record(z.string(), z.string())
+        .describe("labels stamped on created containers, services, networks and volumes"),
     })
     .optional(),
 });

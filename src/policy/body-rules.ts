@@ -116,7 +116,7 @@ class Checker {
     this.sysctlOk = matcher(rules.sysctls);
     this.imageOk = matcher(rules.images);
     const commands = rules.exec_commands.map(
-      (g) => new RegExp(`^${g.split("*").map(escape).join(".*")}$`, "su"),
+      (g) => new RegExp(`^${g.split("*").map(escapeRegex).join(".*")}$`, "su"),
     );
     this.commandOk = (v) => commands.some((r) => r.test(v));
     this.caps = new Set(rules.capabilities.map(normalizeCap));
@@ -247,7 +247,7 @@ class Checker {
   }
 }
 
-function escape(s: string): string {
+function escapeRegex(s: string): string {
   return s.replace(/[.+?^${}()|[\]\\/]/g, "\\$&");
 }
 
@@ -302,7 +302,9 @@ function checkService(c: Checker, body: JsonValue) {
     [field(task, "Networks"), "TaskTemplate.Networks"],
     [field(body, "Networks"), "Networks"],
   ] as const) {
-    asArray(list).forEach((n, i) => c.network(field(n, "Target"), `${where}[${i}].Target`));
+    asArray(list).forEach((n, i) => {
+      c.network(field(n, "Target"), `${where}[${i}].Target`);
+    });
   }
   // A plugin task installs and runs a (privileged) plugin on every node.
   const runtime = asString(field(task, "Runtime"))?.toLowerCase();

@@ -4,9 +4,9 @@ import { ConfigError } from "../config/errors.js";
 import type { LoadedPolicyFile } from "../config/policy-file.js";
 import { compileView } from "../proxy/view.js";
 import type { RouteDef } from "../routing/route-def.js";
+import { compileBodyInspector, SECURE_BODY_DEFAULTS } from "./body-rules.js";
 import { type ClientMatcher, compileClientMatch } from "./clients.js";
 import type { Policy, Profile, ResolvedClient, ViewFilter } from "./policy.js";
-import { compileBodyInspector, SECURE_BODY_DEFAULTS } from "./body-rules.js";
 import { compileProfile } from "./profile.js";
 
 /** The profile's visibility and redaction, when it has either. */
@@ -78,7 +78,16 @@ export function filePolicy(
           name,
           mode: spec.mode,
           rules: loaded.rules.get(name) ?? [],
-          ...(spec.body === false ? {} : { body: compileBodyInspector(name, spec.mode, { ...SECURE_BODY_DEFAULTS, ...spec.body }, spec.mutate) }),
+          ...(spec.body === false
+            ? {}
+            : {
+                body: compileBodyInspector(
+                  name,
+                  spec.mode,
+                  { ...SECURE_BODY_DEFAULTS, ...spec.body },
+                  spec.mutate,
+                ),
+              }),
           ...viewOf(spec),
         },
         routes,

@@ -29,7 +29,8 @@ export function forward(
 ): Promise<ForwardOutcome> {
   const withBody = inspected === undefined && hasBody(req);
   const headers = endToEndRequestHeaders(req.rawHeaders, { keepContentLength: withBody });
-  if (inspected !== undefined && inspected.length > 0) headers.push("Content-Length", String(inspected.length));
+  if (inspected !== undefined && inspected.length > 0)
+    headers.push("Content-Length", String(inspected.length));
   // undici's dispatch() with a small handler rather than its stream() API: no AbortController,
   // AsyncResource, finished() listeners or parsed header object per request. Measured by
   // `npm run bench` (docs/benchmarks.md): about a third less CPU per small request.

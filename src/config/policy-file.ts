@@ -121,7 +121,24 @@ function acceptedKeys(path: Path): string[] {
     return path.includes("tls") ? ["cert", "key", "client_ca"] : ["name", "address", "tls"];
   if (path[0] === "profiles" && path.includes("rules")) return ["allow", "deny", "when"];
   if (path[0] === "profiles" && path[2] === "visibility") return ["labels", "names"];
-  if (path[0] === "profiles") return ["mode", "rules", "visibility", "redact"];
+  if (path[0] === "profiles" && path[2] === "body") {
+    return [
+      "privileged",
+      "capabilities",
+      "devices",
+      "host_namespaces",
+      "unconfined",
+      "bind_sources",
+      "volumes_from",
+      "sysctls",
+      "runtimes",
+      "non_root",
+      "images",
+      "exec_commands",
+    ];
+  }
+  if (path[0] === "profiles" && path[2] === "mutate") return ["labels"];
+  if (path[0] === "profiles") return ["mode", "rules", "body", "mutate", "visibility", "redact"];
   return [];
 }
 

@@ -275,7 +275,7 @@ describe("policy file: visibility and redact", () => {
     assert.match(problems(file("    visibility:\n      names: []\n")), /policy\.yaml:7:/);
     assert.match(
       problems(file("    visiblity: {}\n")),
-      /accepted: mode, rules, visibility, redact.*did you mean "visibility"/,
+      /accepted: mode, rules, body, mutate, visibility, redact.*did you mean "visibility"/,
     );
   });
 });

@@ -33,6 +33,24 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
   const image = engine.image;
   const sock = () => engine.socketPath;
   // A long-running container to read, exec into and attach to, created behind the proxy's back.
+  /** `docker events` through the proxy, silent for `quietMs`, then sees a network created behind its back. */
+  const networkEventArrives = async (host: string, name: string, quietMs: number) => {
+    const events = startDocker(host, [
+      "events",
+      "--filter",
+      "type=network",
+      "--format",
+      "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    try {
+      await new Promise((r) => setTimeout(r, quietMs));
+      assert.equal((await runDocker(direct, ["network", "create", name])).code, 0);
+      await events.waitForOutput(new RegExp(`create ${name}`), 10_000);
+    } finally {
+      await events.kill();
+      await runDocker(direct, ["network", "rm", name]);
+    }
+  };
   const created = await runDocker(direct, [
     "run",
     "-d",
@@ -52,23 +70,7 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
       assert.equal(r.stdout.trim(), "1.41");
     });
 
-    it("streams docker events", async () => {
-      const events = startDocker(proxy().host, [
-        "events",
-        "--filter",
-        "type=network",
-        "--format",
-        "{{.Action}} {{.Actor.Attributes.name}}",
-      ]);
-      try {
-        await new Promise((r) => setTimeout(r, 500));
-        assert.equal((await runDocker(direct, ["network", "create", "evnet"])).code, 0);
-        await events.waitForOutput(/create evnet/, 10_000);
-      } finally {
-        await events.kill();
-        await runDocker(direct, ["network", "rm", "evnet"]);
-      }
-    });
+    it("streams docker events", () => networkEventArrives(proxy().host, "evnet", 500));
 
     it("denies docker ps with a message naming the operation and the toggle", async () => {
       const r = await runDocker(proxy().host, ["ps"]);
@@ -250,23 +252,8 @@ describeWithDockerd("docker CLI through portcullis", { swarm: true }, async (eng
     sock,
     { PORTCULLIS_KEEPALIVE_TIMEOUT_MS: "1000", PORTCULLIS_HEADERS_TIMEOUT_MS: "1000" },
     (proxy) => {
-      it("keeps a silent docker events stream open past every timeout", async () => {
-        const events = startDocker(proxy().host, [
-          "events",
-          "--filter",
-          "type=network",
-          "--format",
-          "{{.Action}} {{.Actor.Attributes.name}}",
-        ]);
-        try {
-          await new Promise((r) => setTimeout(r, 3500));
-          assert.equal((await runDocker(direct, ["network", "create", "latenet"])).code, 0);
-          await events.waitForOutput(/create latenet/, 10_000);
-        } finally {
-          await events.kill();
-          await runDocker(direct, ["network", "rm", "latenet"]);
-        }
-      });
+      it("keeps a silent docker events stream open past every timeout", () =>
+        networkEventArrives(proxy().host, "latenet", 3500));
     },
   );
 });

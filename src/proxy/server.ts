@@ -9,16 +9,17 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { TLSSocket } from "node:tls";
 import { describeListener, type ListenerSpec, type ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observe/logger.js";
 import type { Observer } from "../observe/observer.js";
-import type { BodyInspector, BodyVerdict, ClientContext } from "../policy/policy.js";
+import type { BodyInspector, BodyVerdict } from "../policy/policy.js";
 import { readBoundedBody } from "./body.js";
 import { createDaemonLookup } from "./daemon-lookup.js";
+import { type ByteLedger, clientContext, type Exchange, exchange, observe, peerOf } from "./exchange.js";
 import { forward } from "./forward.js";
 import type { Gate, GateResult } from "./gate.js";
 import { hijackRequest, hijackUpgrade, wantsUpgrade } from "./hijack.js";
+import { LaneConnection, type LaneDeps, type LaneState } from "./lane/fast-lane.js";
 import { printableTarget, sendError, sendRawError } from "./respond.js";
 import { refuseTunnel, sendRefusal, viewChecked, viewForward } from "./response-filter.js";
 import type { Upstream } from "./upstream.js";
@@ -37,98 +38,6 @@ export interface ProxyDeps {
   readonly logger: Logger;
   /** Receives one record per decision (audit log, metrics, live view). */
   readonly observer: Observer;
-}
-
-interface Exchange {
-  readonly listener: string;
-  readonly peer: string;
-  readonly method: string;
-  readonly target: string;
-  readonly started: number;
-  readonly socket: Socket | Duplex;
-  /** Bytes of this connection already counted for earlier requests: this exchange's bytes are the rest. */
-  readonly readBefore: number;
-  readonly writtenBefore: number;
-  readonly counted: ByteLedger;
-}
-
-/** Per connection, how many bytes read were already attributed to earlier exchanges. */
-type ByteLedger = WeakMap<object, number>;
-
-function exchange(
-  listener: string,
-  socket: Socket | Duplex,
-  req: IncomingMessage,
-  counted: ByteLedger,
-): Exchange {
-  const s = socket as Socket;
-  return {
-    counted,
-    listener,
-    peer: peerOf(socket),
-    method: req.method as string,
-    target: req.url as string,
-    started: Date.now(),
-    socket,
-    // The parser has already read this request's head when we get here: count from the last exchange.
-    readBefore: counted.get(socket) ?? 0,
-    writtenBefore: s.bytesWritten ?? 0,
-  };
-}
-
-function observe(
-  observer: Observer,
-  ex: Exchange,
-  result: GateResult,
-  status: number,
-  extra: { tunnelled?: boolean; error?: string } = {},
-): void {
-  const s = ex.socket as Socket;
-  const allowed = result.verdict === "allow";
-  const read = s.bytesRead ?? 0;
-  ex.counted.set(ex.socket, read);
-  observer.decision({
-    time: ex.started,
-    listener: ex.listener,
-    peer: ex.peer,
-    client: result.client,
-    profile: result.profile,
-    mode: result.mode,
-    policyVersion: result.policyVersion,
-    method: ex.method,
-    target: ex.target,
-    operation: allowed ? result.match.route.operation : result.operation,
-    decision: allowed ? (result.decision.audited ? "audit" : "allow") : "deny",
-    rule: result.decision?.rule,
-    reason: allowed ? undefined : result.reason,
-    message: allowed ? undefined : result.message,
-    status,
-    durationMs: Date.now() - ex.started,
-    bytesIn: read - ex.readBefore,
-    bytesOut: (s.bytesWritten ?? 0) - ex.writtenBefore,
-    ...extra,
-  });
-}
-
-function peerOf(socket: Socket | Duplex): string {
-  const s = socket as Socket;
-  return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : "unix";
-}
-
-function clientContext(listener: string, socket: Socket | Duplex, req: IncomingMessage): ClientContext {
-  const tls = socket as TLSSocket;
-  let certificate: ClientContext["certificate"];
-  if (tls.encrypted && tls.authorized) {
-    const cert = tls.getPeerCertificate();
-    const cn = cert.subject?.CN;
-    certificate = { subjectCN: Array.isArray(cn) ? cn[0] : cn, subjectAltName: cert.subjectaltname };
-  }
-  return {
-    listener,
-    remoteAddress: (socket as Socket).remoteAddress,
-    authorization: req.headers.authorization,
-    ...(certificate ? { certificate } : {}),
-  };
 }
 
 const CLIENT_ERRORS: Readonly<Record<string, [number, string]>> = {
@@ -163,7 +72,12 @@ function createHttpServer(spec: ListenerSpec, config: ProxyConfig): http.Server 
   });
 }
 
-function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<Duplex>): http.Server {
+function createListenerServer(
+  spec: ListenerSpec,
+  deps: ProxyDeps,
+  sockets: Set<Duplex>,
+  laneState: LaneState,
+): http.Server {
   const { config, gate, upstream, logger, observer } = deps;
   const listener = spec.name ?? "default";
   const server = createHttpServer(spec, config);
@@ -197,9 +111,46 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
   const daemon = createDaemonLookup(upstream);
   const counted: ByteLedger = new WeakMap();
 
-  server.on(spec.tls ? "secureConnection" : "connection", (socket: Socket) => {
+  // Every connection starts in the fast lane, which hands it to Node's own connection handler (and
+  // so to the request/upgrade/connect handlers below) at the first request it does not relay itself.
+  const connectionEvent = spec.tls ? "secureConnection" : "connection";
+  const nodeConnection = server.listeners(connectionEvent)[0] as (socket: Duplex) => void;
+  server.removeListener(connectionEvent, nodeConnection);
+  const lane: LaneDeps = {
+    listener,
+    gate,
+    observer,
+    pool: upstream.lanePool,
+    daemon: upstream.description,
+    hostHeader: upstream.hostHeader,
+    keepAliveTail: Buffer.from(
+      config.limits.keepAliveTimeoutMs > 0
+        ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(config.limits.keepAliveTimeoutMs / 1000)}\r\n\r\n`
+        : "Connection: keep-alive\r\n\r\n",
+      "latin1",
+    ),
+    limits: {
+      maxHeadBytes: config.limits.maxHeaderBytes,
+      maxHeaderCount: config.limits.maxHeaderCount,
+      headersTimeoutMs: config.limits.headersTimeoutMs,
+      keepAliveTimeoutMs: config.limits.keepAliveTimeoutMs,
+    },
+    counted,
+    state: laneState,
+    handOver(socket, unread) {
+      if (unread !== null) socket.unshift(unread);
+      nodeConnection.call(server, socket);
+    },
+    headTimeout(socket) {
+      const error: NodeJS.ErrnoException = new Error("request head not received in time");
+      error.code = "ERR_HTTP_REQUEST_TIMEOUT";
+      server.emit("clientError", error, socket);
+    },
+  };
+  server.on(connectionEvent, (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
+    new LaneConnection(socket, lane);
   });
 
   /** Reads the whole body (bounded), applies the profile's body rules, then forwards the checked bytes. */
@@ -265,7 +216,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
   };
 
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-    const ex = exchange(listener, req.socket, req, counted);
+    const ex = exchange(listener, req.socket, req.method as string, req.url as string, counted);
     if (hijacked.has(req.socket)) {
       // Node parsed this out of bytes pipelined behind a hijacked request; dockerd reads such bytes
       // as the stream, never as a request: it is neither forwarded nor answered.
@@ -290,7 +241,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     const result = gate.check(
       ex.method,
       ex.target,
-      clientContext(listener, req.socket, req),
+      clientContext(listener, req.socket, req.headers.authorization),
       req.headers["content-type"],
     );
     if (result.verdict === "deny") {
@@ -352,7 +303,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
-    const ex = exchange(listener, socket, req, counted);
+    const ex = exchange(listener, socket, req.method as string, req.url as string, counted);
     const overCount = tooManyHeaders(req, ex.peer);
     if (overCount !== undefined) {
       sendRawError(socket, 431, overCount);
@@ -361,7 +312,7 @@ function createListenerServer(spec: ListenerSpec, deps: ProxyDeps, sockets: Set<
     const result = gate.check(
       ex.method,
       ex.target,
-      clientContext(listener, socket, req),
+      clientContext(listener, socket, req.headers.authorization),
       req.headers["content-type"],
     );
     if (result.verdict === "deny") {
@@ -464,11 +415,12 @@ async function listen(server: http.Server, spec: ListenerSpec): Promise<string> 
 
 export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
   const sockets = new Set<Duplex>();
+  const laneState: LaneState = { closing: false, idle: new Set() };
   const servers: http.Server[] = [];
   const addresses: string[] = [];
   try {
     for (const spec of deps.config.listeners) {
-      const server = createListenerServer(spec, deps, sockets);
+      const server = createListenerServer(spec, deps, sockets, laneState);
       servers.push(server);
       addresses.push(await listen(server, spec));
     }
@@ -481,6 +433,8 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
     async close(graceMs = deps.config.shutdownGraceMs) {
       const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
       for (const s of servers) s.closeIdleConnections();
+      laneState.closing = true;
+      for (const connection of laneState.idle) connection.endIdle();
       const deadline = setTimeout(() => {
         for (const socket of sockets) socket.destroy();
       }, graceMs);

@@ -5,6 +5,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Pool as PoolType } from "undici";
 import { describeUpstream, type UpstreamSpec } from "../config/config.js";
+import { DaemonPool } from "./lane/daemon-pool.js";
 
 // Only the Pool and the request APIs, not undici's index: the index also loads fetch, WebSocket, the
 // cache and cookies, and its cookies module reads globalThis.Headers, which makes Node load its own
@@ -21,6 +22,10 @@ if (!("request" in Dispatcher.prototype))
 export interface Upstream {
   readonly pool: Pool;
   readonly description: string;
+  /** Raw keep-alive daemon connections for the fast lane (src/proxy/lane). */
+  readonly lanePool: DaemonPool;
+  /** The Host header a request that came without one is sent with. */
+  readonly hostHeader: string;
   /** A new dedicated connection (never pooled): for hijacked and upgraded requests. */
   connect(): net.Socket;
   close(): Promise<void>;
@@ -66,16 +71,21 @@ export function createUpstream(spec: UpstreamSpec, connections: number | null = 
     ...(spec.kind === "unix" ? { socketPath: spec.socketPath } : {}),
     ...(tlsOpts ? { connect: tlsOpts } : {}),
   });
+  const connect = (): net.Socket => {
+    const options = { allowHalfOpen: true };
+    if (spec.kind === "unix") return net.connect({ path: spec.socketPath, ...options });
+    if (tlsOpts) return tls.connect({ host: spec.host, port: spec.port, ...tlsOpts, ...options });
+    return net.connect({ host: spec.host, port: spec.port, ...options });
+  };
+  const lanePool = new DaemonPool(connect);
   return {
     pool,
+    lanePool,
+    hostHeader: new URL(origin).host,
     description: describeUpstream(spec),
-    connect() {
-      const options = { allowHalfOpen: true };
-      if (spec.kind === "unix") return net.connect({ path: spec.socketPath, ...options });
-      if (tlsOpts) return tls.connect({ host: spec.host, port: spec.port, ...tlsOpts, ...options });
-      return net.connect({ host: spec.host, port: spec.port, ...options });
-    },
+    connect,
     async close() {
+      lanePool.close();
       await pool.destroy();
     },
   };

@@ -11,10 +11,7 @@ import { filePolicy } from "../policy/file-policy.js";
 import type { Policy } from "../policy/policy.js";
 import { toggleTableMarkdown } from "../policy/toggle-table.js";
 import { ROUTES } from "../routing/route-table.generated.js";
-import { explain, explainBody, readCaseFile, runCases } from "./check.js";
 import { healthcheck } from "./healthcheck.js";
-import { learnCommand } from "./learn.js";
-import { operationsTable } from "./operations.js";
 import { serveUntilSignalled } from "./serve.js";
 
 const HELP = `portcullis - a default-deny policy gate for the Docker Engine API
@@ -183,6 +180,8 @@ async function main(argv: string[]): Promise<number> {
           "METHOD TARGET, e.g. portcullis check GET /v1.41/containers/json",
         );
       }
+      // The offline commands load on demand: the proxy itself never loads them (or their yaml).
+      const { explain, explainBody } = await import("./check.js");
       const plain = explain(offlinePolicy(cli), values.client, method, target);
       const e = values.body === undefined ? plain : await explainBody(plain, readFileSync(values.body));
       out(e.lines.join("\n"));
@@ -191,6 +190,7 @@ async function main(argv: string[]): Promise<number> {
     case "test": {
       const file = args[0];
       if (file === undefined) throw new ConfigError("test", "", "a cases file: portcullis test CASES.yaml");
+      const { readCaseFile, runCases } = await import("./check.js");
       const cases = readCaseFile(file);
       const configPath = values.config ?? (cases.config ? resolve(cases.baseDir, cases.config) : undefined);
       const policy = offlinePolicy({ ...cli, ...(configPath ? { config: configPath } : {}) });
@@ -198,16 +198,20 @@ async function main(argv: string[]): Promise<number> {
       out([...report, `${passed} passed, ${failed} failed`].join("\n"));
       return failed === 0 ? 0 : 1;
     }
-    case "learn":
+    case "learn": {
+      const { learnCommand } = await import("./learn.js");
       return learnCommand({
         from: values.from ?? args[0],
         config: values.config,
         allModes: values["all-modes"] === true,
         out,
       });
-    case "operations":
+    }
+    case "operations": {
+      const { operationsTable } = await import("./operations.js");
       out(values.json ? JSON.stringify(ROUTES, null, 2) : operationsTable(ROUTES));
       return 0;
+    }
     case "toggles":
       process.stdout.write(toggleTableMarkdown(ROUTES));
       return 0;

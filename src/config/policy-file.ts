@@ -4,7 +4,8 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { type Document, isNode, isPair, isScalar, LineCounter, parseDocument } from "yaml";
+import { createRequire } from "node:module";
+import type * as Yaml from "yaml";
 import type { z } from "zod";
 import { didYouMean } from "../policy/did-you-mean.js";
 import type { RuleSource } from "../policy/policy.js";
@@ -12,7 +13,12 @@ import type { RuleSpec } from "../policy/profile.js";
 import { resolveSelector } from "../policy/selectors.js";
 import type { RouteDef } from "../routing/route-def.js";
 import { parseListener } from "./addresses.js";
-import { type PolicyFile, policyFileSchema } from "./policy-schema.js";
+import { type PolicyFile, policySchemas } from "./policy-schema.js";
+
+// yaml is loaded on first use, from its CommonJS build: a proxy configured by environment toggles
+// alone never loads it (idle RSS, docs/benchmarks.md).
+const require = createRequire(import.meta.url);
+const loadYaml = () => require("yaml") as typeof Yaml;
 
 export interface PolicyProblem {
   readonly line: number;
@@ -43,12 +49,13 @@ type Path = readonly (string | number)[];
 
 class Locator {
   constructor(
-    private readonly doc: Document,
-    private readonly lines: LineCounter,
+    private readonly doc: Yaml.Document,
+    private readonly lines: Yaml.LineCounter,
   ) {}
 
   /** Position of the node at `path`, or of the closest existing parent. */
   at(path: Path, key?: string): { line: number; column: number } {
+    const { isNode, isPair, isScalar } = loadYaml();
     for (let n = path.length; n >= 0; n--) {
       const node = this.doc.getIn(path.slice(0, n), true);
       if (!isNode(node)) continue;
@@ -143,6 +150,7 @@ function acceptedKeys(path: Path): string[] {
 }
 
 export function parsePolicyText(path: string, text: string, routes: readonly RouteDef[]): LoadedPolicyFile {
+  const { LineCounter, parseDocument } = loadYaml();
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -156,7 +164,7 @@ export function parsePolicyText(path: string, text: string, routes: readonly Rou
   }
   const at = new Locator(doc, lines);
   const raw = doc.toJS() as unknown;
-  const parsed = policyFileSchema.safeParse(raw ?? {});
+  const parsed = policySchemas().policyFileSchema.safeParse(raw ?? {});
   if (!parsed.success) throw new PolicyFileError(path, zodProblems(parsed.error, raw, at));
   const data = parsed.data;
   const problems: PolicyProblem[] = [];

@@ -5,12 +5,13 @@
 import type { ProxyConfig } from "../config/config.js";
 import type { Policy } from "../policy/policy.js";
 import type { Upstream } from "../proxy/upstream.js";
-import { type AdminServer, startAdmin } from "./admin.js";
+// Loaded only when configured (dynamic imports below): prom-client, the live view and the learn
+// observer's yaml stay out of a plain proxy's memory (idle RSS, docs/benchmarks.md).
+import type { AdminServer } from "./admin.js";
 import { type AuditFile, auditFile } from "./audit-log.js";
-import { type LearnObserver, learnObserver } from "./learn.js";
-import { createLiveView } from "./live.js";
+import type { LearnObserver } from "./learn.js";
 import type { Logger } from "./logger.js";
-import { createMetrics, type Metrics } from "./metrics.js";
+import type { Metrics } from "./metrics.js";
 import { combineObservers, type Observer } from "./observer.js";
 
 export interface Observability {
@@ -47,6 +48,7 @@ export async function startObservability(options: {
       observers.push(audit);
     }
     if (config.learnOutput !== undefined) {
+      const { learnObserver } = await import("./learn.js");
       learn = learnObserver({
         output: config.learnOutput,
         policyFile: config.policyFile,
@@ -65,6 +67,11 @@ export async function startObservability(options: {
       }
     }
     if (config.adminListener !== undefined) {
+      const [{ startAdmin }, { createLiveView }, { createMetrics }] = await Promise.all([
+        import("./admin.js"),
+        import("./live.js"),
+        import("./metrics.js"),
+      ]);
       metrics = createMetrics();
       const live = createLiveView(policy);
       observers.push(metrics, live);

@@ -22,7 +22,7 @@ import { hijackRequest, hijackUpgrade, wantsUpgrade } from "./hijack.js";
 import { LaneConnection, type LaneDeps, type LaneState } from "./lane/fast-lane.js";
 import { printableTarget, sendError, sendRawError } from "./respond.js";
 import { refuseTunnel, sendRefusal, viewChecked, viewForward } from "./response-filter.js";
-import type { Upstream } from "./upstream.js";
+import { SOCKET_BUFFER_BYTES, type Upstream } from "./upstream.js";
 
 export interface RunningProxy {
   /** Bound addresses, e.g. `tcp://127.0.0.1:2375`, in listener order. */
@@ -59,6 +59,7 @@ function createHttpServer(spec: ListenerSpec, config: ProxyConfig): http.Server 
     connectionsCheckingInterval: 1000,
     keepAliveTimeout: config.limits.keepAliveTimeoutMs,
     insecureHTTPParser: false,
+    highWaterMark: SOCKET_BUFFER_BYTES,
   };
   if (spec.tls === undefined) return http.createServer(options);
   return https.createServer({

@@ -9,17 +9,29 @@ import { DaemonPool } from "./lane/daemon-pool.js";
 
 // Only the Pool and the request APIs, not undici's index: the index also loads fetch, WebSocket, the
 // cache and cookies, and its cookies module reads globalThis.Headers, which makes Node load its own
-// bundled undici as well. Measured by `npm run bench` (docs/benchmarks.md): start-up and idle RSS.
+// bundled undici as well. Loaded on first use: the fast lane (src/proxy/lane) serves plain requests
+// without it. Measured by `npm run bench` (docs/benchmarks.md): start-up and idle RSS.
 // undici is pinned to an exact version in package.json, so these paths cannot move under us.
 const require = createRequire(import.meta.url);
 type Pool = PoolType;
-const Pool: typeof PoolType = require("undici/lib/dispatcher/pool.js");
-const Dispatcher: { prototype: object } = require("undici/lib/dispatcher/dispatcher.js");
-// what undici's index does for every dispatcher (request, stream, pipeline, upgrade, connect)
-if (!("request" in Dispatcher.prototype))
-  Object.assign(Dispatcher.prototype, require("undici/lib/api/index.js"));
+
+function loadPool(): typeof PoolType {
+  const Dispatcher: { prototype: object } = require("undici/lib/dispatcher/dispatcher.js");
+  // what undici's index does for every dispatcher (request, stream, pipeline, upgrade, connect)
+  if (!("request" in Dispatcher.prototype))
+    Object.assign(Dispatcher.prototype, require("undici/lib/api/index.js"));
+  return require("undici/lib/dispatcher/pool.js");
+}
+
+/**
+ * Bytes a socket buffers before write() asks the writer to wait (both ends of every relay). Node's
+ * 16 KiB default is smaller than one 64 KiB read, so every bulk chunk paused and resumed the source
+ * socket (two epoll_ctl calls and a tick); at 256 KiB a steady relay runs without stopping.
+ */
+export const SOCKET_BUFFER_BYTES = 256 * 1024;
 
 export interface Upstream {
+  /** undici pool for the Node path (bodies, views, lookups); created on first use. */
   readonly pool: Pool;
   readonly description: string;
   /** Raw keep-alive daemon connections for the fast lane (src/proxy/lane). */
@@ -61,32 +73,39 @@ export function createUpstream(spec: UpstreamSpec, connections: number | null = 
     spec.kind === "unix"
       ? "http://localhost"
       : `${tlsOpts ? "https" : "http"}://${spec.host.includes(":") ? `[${spec.host}]` : spec.host}:${spec.port}`;
-  const pool = new Pool(origin, {
-    connections,
-    pipelining: 1,
-    // Streams (events, logs -f, wait, pulls) may be silent for hours: the daemon is trusted to end them.
-    headersTimeout: 0,
-    bodyTimeout: 0,
-    keepAliveTimeout: 30_000,
-    ...(spec.kind === "unix" ? { socketPath: spec.socketPath } : {}),
-    ...(tlsOpts ? { connect: tlsOpts } : {}),
-  });
+  let pool: Pool | undefined;
+  const makePool = (): Pool => {
+    const Pool = loadPool();
+    return new Pool(origin, {
+      connections,
+      pipelining: 1,
+      // Streams (events, logs -f, wait, pulls) may be silent for hours: the daemon is trusted to end them.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      keepAliveTimeout: 30_000,
+      ...(spec.kind === "unix" ? { socketPath: spec.socketPath } : {}),
+      ...(tlsOpts ? { connect: tlsOpts } : {}),
+    });
+  };
   const connect = (): net.Socket => {
-    const options = { allowHalfOpen: true };
+    const options = { allowHalfOpen: true, highWaterMark: SOCKET_BUFFER_BYTES };
     if (spec.kind === "unix") return net.connect({ path: spec.socketPath, ...options });
     if (tlsOpts) return tls.connect({ host: spec.host, port: spec.port, ...tlsOpts, ...options });
     return net.connect({ host: spec.host, port: spec.port, ...options });
   };
   const lanePool = new DaemonPool(connect);
   return {
-    pool,
+    get pool() {
+      pool ??= makePool();
+      return pool;
+    },
     lanePool,
     hostHeader: new URL(origin).host,
     description: describeUpstream(spec),
     connect,
     async close() {
       lanePool.close();
-      await pool.destroy();
+      await pool?.destroy();
     },
   };
 }

@@ -91,7 +91,8 @@ describe("portcullis validate", () => {
       name: "a misspelt key",
       text: "version: 1\nprofiles:\n  ops:\n    mood: audit\n    rules: []\n",
       needle: "mood",
-      message: /^unknown key "mood" in profiles\.ops; accepted: mode, rules, body, mutate, visibility, redact \(did you mean "mode"\?\)$/,
+      message:
+        /^unknown key "mood" in profiles\.ops; accepted: mode, rules, body, mutate, visibility, redact \(did you mean "mode"\?\)$/,
     },
     {
       name: "a misspelt key under when",

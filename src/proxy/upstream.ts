@@ -87,13 +87,17 @@ export function createUpstream(spec: UpstreamSpec, connections: number | null = 
       ...(tlsOpts ? { connect: tlsOpts } : {}),
     });
   };
-  const connect = (): net.Socket => {
-    const options = { allowHalfOpen: true, highWaterMark: SOCKET_BUFFER_BYTES };
+  const connect = (onread?: net.OnReadOpts): net.Socket => {
+    const options = {
+      allowHalfOpen: true,
+      highWaterMark: SOCKET_BUFFER_BYTES,
+      ...(onread ? { onread } : {}),
+    };
     if (spec.kind === "unix") return net.connect({ path: spec.socketPath, ...options });
     if (tlsOpts) return tls.connect({ host: spec.host, port: spec.port, ...tlsOpts, ...options });
     return net.connect({ host: spec.host, port: spec.port, ...options });
   };
-  const lanePool = new DaemonPool(connect);
+  const lanePool = new DaemonPool(connect, tlsOpts === undefined);
   return {
     get pool() {
       pool ??= makePool();

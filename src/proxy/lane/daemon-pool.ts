@@ -2,13 +2,23 @@
  * Keep-alive connections to the daemon for the fast lane. A connection serves one exchange at a time;
  * its listeners stay attached for its whole life and report to whichever exchange holds it.
  */
-import type { Socket } from "node:net";
+import type { OnReadOpts, Socket } from "node:net";
 
 export interface DaemonExchange {
-  onData(chunk: Buffer): void;
+  /**
+   * Bytes from the daemon. `chunk` may be a view of a buffer the next read reuses: keep a copy of
+   * what must outlive the call, and return true while a write still holds it.
+   */
+  onData(chunk: Buffer): boolean;
   /** The daemon ended or reset the connection, or it could not be made. */
   onGone(error: Error | undefined): void;
 }
+
+/** Opens a daemon socket; with `onread`, reads land in the buffers it hands out (no stream per read). */
+export type OpenDaemonSocket = (onread?: OnReadOpts) => Socket;
+
+/** As much as Node reads at a time. */
+const READ_BYTES = 64 * 1024;
 
 export class DaemonConnection {
   exchange: DaemonExchange | null = null;
@@ -16,15 +26,41 @@ export class DaemonConnection {
   reused = false;
   idleSince = 0;
   gone = false;
+  readonly socket: Socket;
+  private readBuffer: Buffer | null = null;
+  /** A write to the client still holds part of readBuffer: the next read needs another. */
+  private held = false;
 
-  constructor(readonly socket: Socket) {
-    socket.on("data", (chunk: Buffer) => {
-      if (this.exchange) this.exchange.onData(chunk);
-      else socket.destroy(); // the daemon speaks out of turn: this connection cannot be trusted again
-    });
+  constructor(open: OpenDaemonSocket, readsInPlace: boolean) {
+    // Reads into one reused buffer: Node's per-read Buffer, stream push and `data` event cost more
+    // than the relay's own work for the many small reads of daemon answers.
+    this.socket = readsInPlace
+      ? open({
+          buffer: () => this.nextReadBuffer(),
+          callback: (n: number, buf: Uint8Array) => {
+            this.deliver((buf as Buffer).subarray(0, n));
+            return true; // back-pressure pauses the socket itself
+          },
+        })
+      : open();
+    const socket = this.socket;
+    if (!readsInPlace) socket.on("data", (chunk: Buffer) => this.deliver(chunk));
     socket.on("end", () => this.lost(undefined));
     socket.on("error", (error: Error) => this.lost(error));
     socket.on("close", () => this.lost(undefined));
+  }
+
+  private nextReadBuffer(): Buffer {
+    if (this.readBuffer === null || this.held) {
+      this.readBuffer = Buffer.allocUnsafeSlow(READ_BYTES);
+      this.held = false;
+    }
+    return this.readBuffer;
+  }
+
+  private deliver(chunk: Buffer): void {
+    if (this.exchange) this.held = this.exchange.onData(chunk);
+    else this.socket.destroy(); // the daemon speaks out of turn: this connection cannot be trusted again
   }
 
   private lost(error: Error | undefined): void {
@@ -43,7 +79,9 @@ export class DaemonPool {
   private closed = false;
 
   constructor(
-    private readonly connect: () => Socket,
+    private readonly open: OpenDaemonSocket,
+    /** Whether `open` honours `onread` (plain sockets do; TLS sockets are read as streams). */
+    private readonly readsInPlace: boolean,
     private readonly idleTimeoutMs = 30_000,
   ) {}
 
@@ -52,9 +90,8 @@ export class DaemonPool {
     let conn = fresh ? undefined : this.idle.pop();
     while (conn?.gone) conn = this.idle.pop();
     if (conn === undefined) {
-      const socket = this.connect();
-      socket.setNoDelay?.(true);
-      conn = new DaemonConnection(socket);
+      conn = new DaemonConnection(this.open, this.readsInPlace);
+      conn.socket.setNoDelay?.(true);
     } else conn.socket.ref();
     conn.exchange = exchange;
     return conn;

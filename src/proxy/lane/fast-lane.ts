@@ -49,8 +49,6 @@ export interface LaneState {
 
 /** A daemon answer head larger than this is refused (dockerd's are a few hundred bytes). */
 const MAX_RESPONSE_HEAD = 64 * 1024;
-/** Body bytes small enough to copy behind the head, so that both leave in one write. */
-const COALESCE_BYTES = 16 * 1024;
 
 export class LaneConnection {
   private buffered: Buffer | null = null;
@@ -267,15 +265,18 @@ class LaneExchange implements DaemonExchange {
     }
   }
 
-  onData(chunk: Buffer): void {
-    if (this.finished) return;
+  onData(chunk: Buffer): boolean {
+    if (this.finished) return false;
     this.answered = true;
     try {
       if (this.head === null) this.readHead(chunk);
       else this.relayBody(chunk, 0, null);
     } catch (error) {
       this.broken(error as Error);
+      return false;
     }
+    // What the client socket has not sent yet may include views of `chunk` (see DaemonExchange).
+    return this.lane.socket.writableLength > 0;
   }
 
   private readHead(chunk: Buffer): void {
@@ -285,7 +286,7 @@ class LaneExchange implements DaemonExchange {
       if (end < 0) {
         if (buf.length > MAX_RESPONSE_HEAD)
           throw new DaemonProtocolError("the daemon's answer head is too large");
-        this.pending = buf;
+        this.pending = Buffer.from(buf); // a copy: `chunk` may be a view of a reused read buffer
         return;
       }
       const head = parseResponseHead(
@@ -304,8 +305,8 @@ class LaneExchange implements DaemonExchange {
       // The client is told the connection stays open and for how long, as Node's own answers say.
       const keptOpen = !this.request.close && head.framing.kind !== "close" && this.bodyRemaining === 0;
       const relayed = keptOpen
-        ? Buffer.concat([head.relayed.subarray(0, head.relayed.length - 2), this.deps.keepAliveTail])
-        : head.relayed;
+        ? [head.relayed.subarray(0, head.relayed.length - 2), this.deps.keepAliveTail]
+        : [head.relayed];
       if (head.framing.kind === "length") this.remaining = head.framing.length;
       else if (head.framing.kind === "chunked") this.scanner = new ChunkedScanner();
       this.relayBody(buf, end, relayed);
@@ -314,7 +315,7 @@ class LaneExchange implements DaemonExchange {
   }
 
   /** Relays `buf` from `offset` (with `head` in front, once) and finishes at the end of the message. */
-  private relayBody(buf: Buffer, offset: number, head: Buffer | null): void {
+  private relayBody(buf: Buffer, offset: number, head: readonly Buffer[] | null): void {
     const framing = (this.head as ResponseHead).framing;
     let end = buf.length;
     let done = false;
@@ -337,18 +338,17 @@ class LaneExchange implements DaemonExchange {
     if (done) this.complete(end < buf.length);
   }
 
-  private write(head: Buffer | null, body: Buffer | null): void {
+  private write(head: readonly Buffer[] | null, body: Buffer | null): void {
     const socket = this.lane.socket;
-    let ok: boolean;
-    if (head !== null && body !== null) {
+    let ok = true;
+    if (head !== null) {
       this.answeredClient = true;
-      ok =
-        body.length <= COALESCE_BYTES
-          ? socket.write(Buffer.concat([head, body]))
-          : socket.write(head) && socket.write(body);
-    } else if (head !== null) {
-      this.answeredClient = true;
-      ok = socket.write(head);
+      // One writev for the head's pieces and the body that came with it.
+      socket.cork();
+      for (const part of head) socket.write(part);
+      if (body !== null) ok = socket.write(body);
+      socket.uncork();
+      ok &&= socket.writableLength < socket.writableHighWaterMark;
     } else if (body !== null) ok = socket.write(body);
     else return;
     if (!ok && !this.waitingDrain && this.conn !== null) {

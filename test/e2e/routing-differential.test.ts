@@ -31,13 +31,13 @@ import { buildRouteIndex, matchRoute } from "../../src/routing/match.js";
 import { ROUTES } from "../../src/routing/route-table.generated.js";
 import { describeWithDockerd } from "../helpers/dockerd.js";
 import { REPO_ROOT, startProxy, type TestProxy } from "../helpers/proxy.js";
-import { messageOf, rawExchange } from "../helpers/raw-http.js";
+import { messageOf } from "../helpers/raw-http.js";
 import {
   ask,
   type Corpus,
   type CorpusEntry,
-  corpusRequest,
   Dockerd2010Router,
+  exchangeCorpusRequest,
   fingerprint,
   handWrittenTargets,
   inDockerd2010,
@@ -210,16 +210,9 @@ function judge(job: Job, view: ProxyView, tally: Map<string, number>): string | 
 
 /** Sends every job through a proxy and reads its classification from its answer and log. */
 async function classifyThroughProxy(proxy: TestProxy, list: readonly Job[]): Promise<Map<string, ProxyView>> {
-  const answers = await mapLimit(list, 32, async (job) => {
-    const ex = await rawExchange({ port: proxy.port }, corpusRequest(job.method, job.entry.t), {
-      responses: 1,
-      settleMs: 0,
-      timeoutMs: 5_000,
-      headGraceMs: 300,
-      methods: [job.method],
-    });
-    return ex;
-  });
+  const answers = await mapLimit(list, 32, (job) =>
+    exchangeCorpusRequest({ port: proxy.port }, job.method, job.entry.t),
+  );
   // allow records are written when the exchange ends: give them a moment
   await new Promise((r) => setTimeout(r, 100));
   const byKey = new Map<string, Record<string, unknown>>();

@@ -11,7 +11,7 @@
  * the JSON file unchanged.
  */
 import type { RouteDef } from "../../src/routing/route-def.js";
-import { header, httpRequest, type RawTarget, rawExchange } from "./raw-http.js";
+import { header, httpRequest, type RawExchange, type RawTarget, rawExchange } from "./raw-http.js";
 
 /** The name used wherever a route wants an id: no object by this name ever exists. */
 export const DUMMY = "portcullis-nonexistent";
@@ -612,6 +612,34 @@ export function corpusRequest(method: string, target: string): Buffer {
   return httpRequest(method, target, headers);
 }
 
+const DF_BUSY = /^HTTP\/1\.1 500 [\s\S]*a disk usage operation is already running/;
+
+/**
+ * Sends one corpus request on a fresh connection. dockerd runs one disk-usage scan at a time and
+ * answers another meanwhile with a 500: with requests in flight two /system/df variants can overlap,
+ * so that answer is asked again, briefly and bounded.
+ */
+export async function exchangeCorpusRequest(
+  to: RawTarget,
+  method: string,
+  target: string,
+): Promise<RawExchange> {
+  const once = () =>
+    rawExchange(to, corpusRequest(method, target), {
+      responses: 1,
+      settleMs: 0,
+      timeoutMs: 5_000,
+      headGraceMs: 300,
+      methods: [method],
+    });
+  let ex = await once();
+  for (let i = 0; i < 40 && DF_BUSY.test(ex.raw.toString("latin1")); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    ex = await once();
+  }
+  return ex;
+}
+
 /** Sends one corpus request on a fresh connection and reads the answer (streams: the head and a moment). */
 export async function ask(
   to: RawTarget,
@@ -625,13 +653,7 @@ export async function ask(
     }
   | { error: string }
 > {
-  const ex = await rawExchange(to, corpusRequest(method, target), {
-    responses: 1,
-    settleMs: 0,
-    timeoutMs: 5_000,
-    headGraceMs: 300,
-    methods: [method],
-  });
+  const ex = await exchangeCorpusRequest(to, method, target);
   const r = ex.finals[0];
   if (r !== undefined) return { status: r.status, headers: r.headers, body: r.body };
   // A stream (events, a hijack that did not end): take the head alone.

@@ -26,16 +26,22 @@ export function sendError(res: ServerResponse, status: number, message: string, 
   res.end(body);
 }
 
-/** Answers on a raw socket (upgrade requests, hijacks) and closes it: nothing else may follow. */
-export function sendRawError(socket: Duplex, status: number, message: string): void {
+/** A whole Docker-format error answer as bytes, for the paths that write to the socket themselves. */
+export function rawErrorResponse(status: number, message: string, close: boolean): Buffer {
   const body = errorBody(message);
   const head =
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\n` +
     "Content-Type: application/json\r\n" +
     `Content-Length: ${body.length}\r\n` +
-    "Connection: close\r\n\r\n";
+    (close ? "Connection: close\r\n" : "") +
+    "\r\n";
+  return Buffer.concat([Buffer.from(head, "latin1"), body]);
+}
+
+/** Answers on a raw socket (upgrade requests, hijacks) and closes it: nothing else may follow. */
+export function sendRawError(socket: Duplex, status: number, message: string): void {
   if (socket.destroyed) return;
-  socket.end(Buffer.concat([Buffer.from(head, "latin1"), body]));
+  socket.end(rawErrorResponse(status, message, true));
   // A client that keeps sending must not hold the socket open.
   setTimeout(() => socket.destroy(), 1000).unref();
 }

@@ -10,7 +10,7 @@ import type { Observer } from "../../observe/observer.js";
 import { type ByteLedger, clientContext, type Exchange, exchange, observe } from "../exchange.js";
 import { describeError } from "../forward.js";
 import type { Gate, GateResult } from "../gate.js";
-import { errorBody } from "../respond.js";
+import { rawErrorResponse } from "../respond.js";
 import type { DaemonConnection, DaemonExchange, DaemonPool } from "./daemon-pool.js";
 import { type HeadLimits, parseSimpleHead, type SimpleHead } from "./request-head.js";
 import {
@@ -411,7 +411,7 @@ class LaneExchange implements DaemonExchange {
           ? `portcullis could not relay the answer of the Docker daemon at ${this.deps.daemon}: ${error.message}`
           : `portcullis could not reach the Docker daemon at ${this.deps.daemon}: ${describeError(error)}`;
       const close = this.request.close || this.bodyRemaining > 0;
-      this.lane.socket.write(errorResponse(502, message, close));
+      this.lane.socket.write(rawErrorResponse(502, message, close));
       this.deps.observer.upstreamError?.();
       this.record(502, error.message);
       this.lane.exchangeDone(close);
@@ -434,16 +434,4 @@ class LaneExchange implements DaemonExchange {
     if (this.streaming) this.deps.observer.streamClosed?.("stream");
     observe(this.deps.observer, this.ex, this.result, status, error === undefined ? {} : { error });
   }
-}
-
-/** A Docker-format error answer as raw bytes (the lane writes to the socket itself). */
-function errorResponse(status: number, message: string, close: boolean): Buffer {
-  const body = errorBody(message);
-  const head =
-    `HTTP/1.1 ${status} ${status === 502 ? "Bad Gateway" : "Error"}\r\n` +
-    "Content-Type: application/json\r\n" +
-    `Content-Length: ${body.length}\r\n` +
-    (close ? "Connection: close\r\n" : "") +
-    "\r\n";
-  return Buffer.concat([Buffer.from(head, "latin1"), body]);
 }

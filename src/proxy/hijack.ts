@@ -9,6 +9,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { RouteDef } from "../routing/route-def.js";
 import { endToEndRequestHeaders, headerValue } from "./headers.js";
+import { ChunkedScanner } from "./lane/response.js";
 import { sendRawError } from "./respond.js";
 import type { Upstream } from "./upstream.js";
 
@@ -281,12 +282,30 @@ function relayAndClose(head: ResponseHead, upstream: Socket, client: Duplex): vo
   const chunked = /chunked/i.test(head.headers.get("transfer-encoding") ?? "");
   let remaining =
     length !== undefined ? Number.parseInt(length, 10) + head.headLength : Number.POSITIVE_INFINITY;
+  // The chunked framing is followed to its end (the first piece is the head with what came behind it).
+  const scanner = chunked ? new ChunkedScanner() : null;
+  let scanFrom = head.headLength;
   const write = (chunk: Buffer) => {
-    const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk;
+    let part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk;
+    let ended = false;
+    if (scanner !== null) {
+      let end: number;
+      try {
+        end = scanner.scan(part, scanFrom);
+      } catch {
+        upstream.destroy();
+        client.destroy();
+        return;
+      }
+      scanFrom = 0;
+      if (end >= 0) {
+        part = part.subarray(0, end);
+        ended = true;
+      }
+    }
     remaining -= part.length;
     client.write(part);
-    const ended = remaining <= 0 || (chunked && part.subarray(-5).toString("latin1") === "0\r\n\r\n");
-    if (ended) {
+    if (ended || remaining <= 0) {
       upstream.destroy();
       client.end();
     }

@@ -282,3 +282,38 @@ describe("the fast lane", () => {
     assert.equal(daemonSide?.destroyed, true, "the daemon connection was closed");
   });
 });
+
+describe("a hijack route's plain answer", () => {
+  const dir = mkdtempSync(join(tmpdir(), "portcullis-hijack-answer-"));
+  const daemon = fakeDaemon(join(dir, "daemon.sock"));
+  let proxy: TestProxy;
+
+  before(async () => {
+    await daemon.listen();
+    proxy = await startProxy(join(dir, "daemon.sock"), { CONTAINERS: "1", POST: "1" });
+  });
+  after(async () => {
+    await proxy.stop();
+    daemon.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("ends at the daemon's last chunk, even when the terminator is split across reads", async () => {
+    daemon.answerWith((_req, socket) => {
+      socket.write(
+        'HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1b\r\n{"message":"No such thing"}\r\n0\r\n',
+      );
+      setTimeout(() => socket.write("\r\n"), 50); // and the daemon keeps the connection open
+    });
+    const started = Date.now();
+    const ex = await rawExchange(
+      { port: proxy.port },
+      "POST /v1.41/containers/abc/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: d\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n",
+      { timeoutMs: 3_000 },
+    );
+    assert.equal(ex.finals[0]?.status, 404);
+    assert.equal(messageOf(ex.finals[0] as never), "No such thing");
+    assert.equal(ex.closed, true);
+    assert.ok(Date.now() - started < 2_000, "closed once the answer was complete, not at the timeout");
+  });
+});

@@ -219,7 +219,8 @@ class LaneExchange implements DaemonExchange {
   private remaining = 0;
   private scanner: ChunkedScanner | null = null;
   private finished = false;
-  private waitingDrain = false;
+  /** Set while the daemon connection is paused for a slow client: resumes it on the client's drain. */
+  private onClientDrain: (() => void) | null = null;
   /** The client has received bytes of this answer: a later failure can only cut the connection. */
   private answeredClient = false;
   readonly streaming: boolean;
@@ -351,15 +352,15 @@ class LaneExchange implements DaemonExchange {
       ok &&= socket.writableLength < socket.writableHighWaterMark;
     } else if (body !== null) ok = socket.write(body);
     else return;
-    if (!ok && !this.waitingDrain && this.conn !== null) {
+    if (!ok && this.onClientDrain === null && this.conn !== null) {
       // The client reads slower than the daemon writes: stop reading the daemon until it catches up.
-      this.waitingDrain = true;
       const conn = this.conn;
       conn.socket.pause();
-      socket.once("drain", () => {
-        this.waitingDrain = false;
+      this.onClientDrain = () => {
+        this.onClientDrain = null;
         if (!conn.gone) conn.socket.resume();
-      });
+      };
+      socket.once("drain", this.onClientDrain);
     }
   }
 
@@ -367,7 +368,12 @@ class LaneExchange implements DaemonExchange {
     this.finished = true;
     const head = this.head as ResponseHead;
     const conn = this.conn as DaemonConnection;
-    if (this.waitingDrain) conn.socket.resume();
+    if (this.onClientDrain !== null) {
+      // The connection goes back to the pool: a later drain of this client must not resume it.
+      this.lane.socket.off("drain", this.onClientDrain);
+      this.onClientDrain = null;
+      conn.socket.resume();
+    }
     // Answered before the whole body came: the daemon connection and the client's are both mid-body.
     const bodyLeft = this.bodyRemaining > 0;
     if (extraBytes || bodyLeft || head.daemonCloses || head.framing.kind === "close")

@@ -1,6 +1,6 @@
 /** Hop-by-hop header handling (RFC 9110 §7.6.1): these never cross the proxy; bodies are re-framed. */
 
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "connection",
   "keep-alive",
   "proxy-connection",

@@ -1,9 +1,11 @@
 /**
  * The request heads the fast lane relays itself: a deliberately narrow, canonical subset of HTTP/1.1
  * (GET, HEAD, POST, PUT or DELETE; origin-form target; HTTP/1.1; CRLF lines; visible-ASCII values; a
- * body only with one Content-Length, and none on GET or HEAD; no chunked bodies, no upgrade). Anything outside it is "other" and goes to Node's own parser (llhttp), which accepts,
- * answers or refuses it exactly as before: this parser never has to be right about odd input.
+ * body only with one Content-Length, and none on GET or HEAD; no chunked bodies, no upgrade).
+ * Anything outside it is "other" and goes to Node's own parser (llhttp), which accepts, answers or
+ * refuses it exactly as before: this parser never has to be right about odd input.
  */
+import { HOP_BY_HOP } from "../headers.js";
 
 export type SimpleMethod = "GET" | "HEAD" | "POST" | "PUT" | "DELETE";
 
@@ -38,15 +40,6 @@ const TOKEN = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
   TOKEN[c.charCodeAt(0)] = 1;
 
-/** Fields that are not relayed but do not make a request unusual. */
-const DROPPED = new Set([
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authorization",
-  "proxy-authenticate",
-  "te",
-  "trailer",
-]);
 /** Fields that send a request to Node's parser: bodies, upgrades and expectations are its business. */
 const OTHER_FIELDS = new Set(["transfer-encoding", "upgrade", "expect", "http2-settings"]);
 const METHODS: readonly SimpleMethod[] = ["GET", "HEAD", "POST", "PUT", "DELETE"];
@@ -140,7 +133,8 @@ export function parseSimpleHead(buf: Buffer, limits: HeadLimits): HeadParse {
         return OTHER;
       bodyLength = Number(value);
     } else if (OTHER_FIELDS.has(lower)) return OTHER;
-    else if (DROPPED.has(lower)) continue;
+    // The other hop-by-hop fields (headers.ts, shared with Node's path) are not relayed either.
+    else if (HOP_BY_HOP.has(lower)) continue;
     forwardLines += `${name}: ${value}\r\n`;
   }
   return head(
